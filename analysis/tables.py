@@ -1,0 +1,30 @@
+"""Mean and standard deviation of each metric by the grid's factors."""
+from __future__ import annotations
+
+import polars as pl
+
+METRICS = ("psnr", "ssim", "lpips")
+
+
+def summarize(rows: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
+    """One row per combination of `by`: images, jobs, and mean / std of each metric present.
+    LPIPS is averaged over the images that have a value; `lpips_n` says how many did."""
+    present = [m for m in METRICS if m in rows.collect_schema().names()]
+    aggregations = [pl.len().alias("images"), pl.col("job_id").n_unique().alias("jobs")]
+    for metric in present:
+        aggregations += [pl.col(metric).mean().alias(f"{metric}_mean"), pl.col(metric).std().alias(f"{metric}_std")]
+    if "lpips" in present:
+        aggregations.append(pl.col("lpips").is_not_null().sum().alias("lpips_n"))
+    grouped = rows.group_by(by) if by else rows.select(pl.all())
+    table = grouped.agg(aggregations) if by else rows.select(aggregations)
+    return table.sort(by).collect() if by else table.collect()
+
+
+def to_markdown(table: pl.DataFrame, digits: int = 3) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    lines = [header, rule]
+    for row in table.iter_rows():
+        cells = [("" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

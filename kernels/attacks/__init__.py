@@ -1,0 +1,1 @@
+"""Attacks: each reconstructs a client's images from what the server receives."""

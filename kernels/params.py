@@ -1,0 +1,51 @@
+"""Declared kernel parameters: their type, default, allowed values. Pure Python, no torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED = object()
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class Param:
+    type: type
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    nullable: bool = False
+    # False for parameters that say where things are, not what is computed (e.g. data_root):
+    # they stay out of the job id, so moving the data does not rerun a finished sweep.
+    identity: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def check(self, value: Any) -> str | None:
+        """Why `value` is not acceptable, or None when it is."""
+        if value is None:
+            return None if self.nullable else f"expected {_TYPE_NAMES[self.type]}, got null"
+        # bool is a subclass of int in Python: `true` must not pass as an integer.
+        ok = isinstance(value, self.type) and not (self.type in (int, float) and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            return f"expected {_TYPE_NAMES[self.type]}, got {type(value).__name__} {value!r}"
+        if self.choices is not None and value not in self.choices:
+            from difflib import get_close_matches
+
+            guess = get_close_matches(str(value), [str(c) for c in self.choices], n=1, cutoff=0.6)
+            hint = f"; did you mean '{guess[0]}'?" if guess else ""
+            return f"unknown value {value!r}{hint} (valid: {', '.join(map(str, self.choices))})"
+        if self.min is not None and value < self.min:
+            return f"expected a value >= {self.min}, got {value!r}"
+        return None
+
+    def coerce(self, value: Any) -> Any:
+        """Canonical form used for hashing: ints given for floats become floats."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value

@@ -1,0 +1,99 @@
+"""The `trained` model state: the project trains the target model itself, once per recipe.
+
+The checkpoint is cached under the cache folder by the hash of its recipe, so every sweep (and every
+attack job of a sweep) that asks for the same recipe reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kernels import runtime
+from kernels.data.catalog import DATASETS
+from kernels.data.loaders import load_split
+from kernels.models import build_model
+from kernels.result import KernelResult
+
+VERSION = "train-1"
+BATCH = 128
+
+
+def checkpoint_path(cache_dir: Path, recipe: dict) -> Path:
+    # data_root says where the data is, not what it is: it does not change the checkpoint.
+    key = {k: v for k, v in recipe.items() if k != "data_root"} | {"version": VERSION}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "models" / f"{recipe['model']}-{recipe['dataset']}-{digest}.pt"
+
+
+def load_trained(model: torch.nn.Module, cache_dir: Path, recipe: dict) -> None:
+    path = checkpoint_path(cache_dir, recipe)
+    if not path.exists():
+        raise FileNotFoundError(f"trained checkpoint {path} is missing: its train_model job has not run")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+
+
+def _accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        predictions = torch.cat([model(images[i:i + 256]).argmax(1) for i in range(0, len(images), 256)])
+    return float((predictions == labels).float().mean())
+
+
+def run(params: dict, ctx) -> KernelResult:
+    path = checkpoint_path(ctx.cache_dir, params)
+    device = runtime.setup(ctx.cpus, params["model_seed"])
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return KernelResult(rows=[{**saved["metrics"], "checkpoint": str(path), "reused_cache": True}])
+
+    info = DATASETS[params["dataset"]]
+    mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+    std = torch.tensor(info.std).view(1, 3, 1, 1)
+    x, y = load_split(params["dataset"], params["data_root"], "train", params["train_pool"])
+    x, y = ((torch.as_tensor(x) - mean) / std).to(device), torch.as_tensor(y).to(device)
+    model = build_model(params["model"], info.num_classes, x.shape[-1], params["model_seed"]).to(device)
+
+    epochs = params["train_epochs"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=params["train_lr"], momentum=0.9, weight_decay=5e-4, nesterov=True)
+    # The reference training strategy's step decay, at 3/8, 5/8 and 7/8 of the epochs.
+    steps_per_epoch = -(-len(x) // BATCH)
+    decay = [int(epochs * f) * steps_per_epoch for f in (3 / 8, 5 / 8, 7 / 8)]
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, decay, gamma=0.1)
+    rng = np.random.default_rng(params["model_seed"])
+    started, losses = time.time(), []
+    for _ in range(epochs):
+        model.train()
+        order = torch.as_tensor(rng.permutation(len(x)), device=device)
+        for i in range(0, len(x), BATCH):
+            batch = order[i:i + BATCH]
+            images = x[batch]
+            flip = torch.as_tensor(rng.integers(2, size=len(batch)), device=device).bool()
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+            loss = F.cross_entropy(model(images), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+
+    ax, ay = load_split(params["dataset"], params["data_root"], "attack", params["train_pool"])
+    ax, ay = ((torch.as_tensor(ax) - mean) / std).to(device), torch.as_tensor(ay).to(device)
+    metrics = {
+        "train_loss": float(np.mean(losses[-steps_per_epoch:])),
+        "train_accuracy": _accuracy(model, x, y),
+        "attack_split_accuracy": _accuracy(model, ax, ay),
+        "train_seconds": time.time() - started,
+        "device": runtime.describe(device),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"state_dict": model.cpu().state_dict(), "recipe": params, "metrics": metrics}, partial)
+    os.replace(partial, path)  # the same recipe gives the same checkpoint: a concurrent writer is harmless
+    return KernelResult(rows=[{**metrics, "checkpoint": str(path), "reused_cache": False}])

@@ -1,0 +1,89 @@
+"""The sweep directory: atomic publishing, no overwrite, resume selection, failure records."""
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.expand import expand
+from orchestrator.grid import parse_grid
+from orchestrator.launch import pending_jobs
+from orchestrator.sweep import Sweep
+
+GRID = """
+name: t
+kernel: ig
+fixed: {num_images: 4, iterations: 2}
+axes: {batch_size: [1, 2]}
+max_attempts: 2
+"""
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    plan = expand(parse_grid(GRID, "t.yaml"))
+    s = Sweep(tmp_path / "sweep")
+    s.create(plan, tmp_path / "cache")
+    return s, plan
+
+
+def table(value):
+    return pa.table({"job_id": ["x"], "value": [value]})
+
+
+def test_publish_never_overwrites_a_finished_shard(sweep):
+    s, plan = sweep
+    job = plan.jobs[0]
+    assert s.publish(job, table(1.0), None) is True
+    assert s.publish(job, table(2.0), None) is False
+    assert pq.read_table(s.result_path(job))["value"].to_pylist() == [1.0]
+    assert os.listdir(s.root / "tmp") == []
+
+
+def test_a_crash_while_writing_leaves_no_shard(sweep, monkeypatch):
+    s, plan = sweep
+    job = plan.jobs[0]
+
+    def crash(table, where, **kw):
+        open(where, "wb").write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(OSError):
+        s.publish(job, table(1.0), None)
+    assert not s.result_path(job).exists() and job.job_id not in s.completed()
+
+
+def test_pending_skips_done_and_exhausted_jobs(sweep):
+    s, plan = sweep
+    done, once, twice = plan.jobs[0], plan.jobs[1], plan.jobs[2]
+    s.publish(done, table(1.0), None)
+    s.record_failure(once, 1, "ValueError: x", "tb")
+    s.record_failure(twice, 1, "ValueError: x", "tb")
+    s.record_failure(twice, 2, "ValueError: x", "tb")
+    p = pending_jobs(s, plan.jobs, max_attempts=2, retry_failed=False)
+    ids = {j.job_id for j in p.jobs}
+    assert done.job_id not in ids and twice.job_id not in ids and once.job_id in ids
+    assert p.attempts_left[once.job_id] == 1 and p.exhausted == [twice.job_id]
+    again = pending_jobs(s, plan.jobs, max_attempts=2, retry_failed=True)
+    assert again.attempts_left[twice.job_id] == 2
+    assert [r["attempt"] for r in s.failures()[twice.job_id]] == [1, 2]
+
+
+def test_reopening_with_another_grid_is_refused(sweep, tmp_path):
+    from orchestrator.errors import OrchError
+
+    s, _ = sweep
+    other = expand(parse_grid(GRID.replace("iterations: 2", "iterations: 3"), "t.yaml"))
+    with pytest.raises(OrchError, match="different grid"):
+        s.create(other, tmp_path / "cache")
+
+
+def test_one_launcher_at_a_time(sweep):
+    from orchestrator.errors import OrchError
+
+    s, _ = sweep
+    with s.lock():
+        with pytest.raises(OrchError, match="being launched or resumed"):
+            with Sweep(s.root).lock():
+                pass
