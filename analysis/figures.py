@@ -46,8 +46,10 @@ def metric_curves(table: pl.DataFrame, factors: list[str], path: Path) -> Path:
             ax.fill_between(positions, mean - std, mean + std, alpha=0.2)
             if x and not table.schema[x].is_numeric():
                 ax.set_xticks(positions, [str(v) for v in xs])
-        if x and table.schema[x].is_numeric() and table[x].min() > 0 and table[x].max() / table[x].min() >= 8:
-            ax.set_xscale("log", base=2)
+        if x and table.schema[x].is_numeric():
+            if table[x].min() > 0 and table[x].max() / table[x].min() >= 8:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(table[x].unique().to_list()), [str(v) for v in sorted(table[x].unique().to_list())])
         ax.set_xlabel(x or "")
         ax.set_ylabel(LABELS[metric])
         ax.grid(alpha=0.3)

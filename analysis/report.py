@@ -15,6 +15,7 @@ from analysis.tables import summarize, to_markdown
 class Report:
     table: pl.DataFrame
     files: list[Path]
+    notes: list[str]  # why a metric is missing, once each
 
 
 def write_report(sweep: str | Path, out: str | Path | None = None) -> Report:
@@ -34,4 +35,7 @@ def write_report(sweep: str | Path, out: str | Path | None = None) -> Report:
     images = load_images(sweep, shown["job_id"].unique().to_list())
     if len(images):
         files.append(reconstruction_grid(shown, images, by, out / "reconstructions.png"))
-    return Report(table, files)
+    notes = []
+    if "lpips_note" in rows.collect_schema().names():
+        notes = rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list()
+    return Report(table, files, sorted(notes))

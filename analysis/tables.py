@@ -28,3 +28,16 @@ def to_markdown(table: pl.DataFrame, digits: int = 3) -> str:
         cells = [("" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def compact(table: pl.DataFrame) -> pl.DataFrame:
+    """For a terminal: each metric as one 'mean ± std' column."""
+    columns = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in METRICS)]
+    out = table.select(columns)
+    for metric in METRICS:
+        if f"{metric}_mean" not in table.columns:
+            continue
+        mean, std = table[f"{metric}_mean"], table[f"{metric}_std"]
+        out = out.with_columns(pl.Series(metric, [
+            "–" if m is None else f"{m:.3f} ± {0.0 if s is None else s:.3f}" for m, s in zip(mean, std)]))
+    return out

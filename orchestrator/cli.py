@@ -18,8 +18,9 @@ from orchestrator.sweep import Sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sweeps of gradient inversion attacks: grid YAML -> jobs -> Parquet shards -> tables.")
-out = Console()
-err = Console(stderr=True)
+# Wide enough for a factor table when the output goes to a log file rather than a terminal.
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 Scale = Annotated[Optional[str], typer.Option("--scale", help="named scale of the grid (default: its default_scale)")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="local worker processes (default: cores / cpus per job)")]
@@ -177,17 +178,20 @@ def report(sweep_dir: Path, out_dir: Annotated[Optional[Path], typer.Option(help
 
 def _report(sweep_dir: Path, out_dir: Path | None = None) -> None:
     from analysis.report import write_report
+    from analysis.tables import compact
 
     try:
         result = write_report(sweep_dir, out_dir)
     except FileNotFoundError as e:
         err.print(f"no report: {e}", highlight=False)
         return
-    table = Table(*result.table.columns, title="metrics by factor (mean ± std over images and seeds)",
-                  title_justify="left")
-    for row in result.table.iter_rows():
-        table.add_row(*[("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row])
+    shown = compact(result.table)
+    table = Table(*shown.columns, title="metrics by factor (mean ± std over images and seeds)", title_justify="left")
+    for row in shown.iter_rows():
+        table.add_row(*map(str, row))
     out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False)
     for path in result.files:
         out.print(f"wrote {path}", highlight=False)
 
