@@ -7,6 +7,7 @@ import torch
 
 from kernels import runtime, training
 from kernels.attacks.ig import IGConfig, client_gradient, invert
+from kernels.checkpoint import AttackCheckpoint
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import load_split
 from kernels.data.protocol import attack_subset, split_batches
@@ -40,8 +41,9 @@ def run(params: dict, ctx) -> KernelResult:
                       cost_fn=params["cost_fn"], signed=params["signed"], boxed=params["boxed"])
     generator = torch.Generator().manual_seed(params["seed"])
     attack_started = time.time()
-    reconstruction, final_loss = invert(model, shared_gradient, targets, tuple(originals.shape[1:]), mean, std,
-                                        config, generator)
+    checkpoint = AttackCheckpoint(ctx.scratch_dir, params["checkpoint_every_s"])
+    reconstruction, final_loss, run_info = invert(model, shared_gradient, targets, tuple(originals.shape[1:]),
+                                                  mean, std, config, generator, checkpoint)
     attack_seconds = time.time() - attack_started
 
     recovered = (reconstruction * std + mean).clamp(0, 1).cpu().numpy()
@@ -50,11 +52,12 @@ def run(params: dict, ctx) -> KernelResult:
     scores = score(truth, recovered, lpips)
     job_info = {"iterations_done": params["iterations"], "final_objective": final_loss,
                 "attack_seconds": attack_seconds, "kernel_seconds": time.time() - started,
-                "device": runtime.describe(device)}
+                "device": runtime.describe(device), **run_info}
     rows, pictures = [], []
     for position, (index, s) in enumerate(zip(batch, scores)):
         rows.append({"image_index": int(index), "label": int(labels[index]), "batch_position": position,
                      **s, **job_info})
         pictures.append({"image_index": int(index), "original_png": png_bytes(truth[position]),
                          "reconstruction_png": png_bytes(recovered[s["matched_position"]])})
-    return KernelResult(rows=rows, images=pictures, column_types={"lpips": "float64", "lpips_note": "string"})
+    return KernelResult(rows=rows, images=pictures, column_types={"lpips": "float64", "lpips_note": "string",
+                                                                         "resumed_from_iteration": "int64"})

@@ -111,6 +111,8 @@ IG = Kernel(
         "boxed": Param(bool, True, "clamp pixels to the valid range after each step"),
         "seed": Param(int, 0, "seed of the attack's random initialisation"),
         "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
+        "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
+                                    identity=False),
     },
     check=_ig_check,
     resolve=_ig_resolve,

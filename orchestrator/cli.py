@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.errors import OrchError
+from orchestrator.executors import make_executor
 from orchestrator.expand import Plan, expand
 from orchestrator.grid import load_grid
-from orchestrator.launch import check_ready, default_sweep_dir, pending_jobs, prepare
+from orchestrator.launch import check_ready, default_sweep_dir, job_states, pending_jobs, prepare
 from orchestrator.sweep import Sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,9 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 Scale = Annotated[Optional[str], typer.Option("--scale", help="named scale of the grid (default: its default_scale)")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="local worker processes (default: cores / cpus per job)")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="give jobs that used up max_attempts another round")]
+Executor = Annotated[str, typer.Option(help="where jobs run: local (this machine) or slurm (needs --profile)")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="SLURM site profile: slurm/profiles/<NAME>.yaml")]
+Bump = Annotated[Optional[str], typer.Option(help="slurm: raise resources of jobs killed for memory or time, e.g. mem=2x,time=2x")]
 
 
 def _fail(error: OrchError) -> None:
@@ -65,7 +69,8 @@ def launch(
     grid: Path,
     scale: Scale = None,
     sweep_dir: Annotated[Optional[Path], typer.Option(help="default: runs/<grid name>[-<scale>]")] = None,
-    executor: Annotated[str, typer.Option(help="where jobs run: local")] = "local",
+    executor: Executor = "local",
+    profile: ProfileOpt = None,
     workers: Workers = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="plan and check data, create nothing")] = False,
     retry_failed: RetryFailed = False,
@@ -79,49 +84,62 @@ def launch(
         if dry_run:
             _print_plan(the_plan)
             return
+        runner = make_executor(executor, workers=workers, profile=profile)
         sweep = Sweep(sweep_dir or default_sweep_dir(the_plan))
         with sweep.lock():
             prepare(the_plan, sweep, cache_dir)
-            _run(sweep, the_plan.all_jobs, the_plan.grid.max_attempts, retry_failed, executor, workers)
+            _run(sweep, the_plan.all_jobs, the_plan.grid.max_attempts, retry_failed, runner)
     except OrchError as e:
         _fail(e)
-    if report:
+    if report and runner.blocking:
         _report(sweep.root)
 
 
 @app.command()
 def resume(
     sweep_dir: Path,
-    executor: Annotated[str, typer.Option(help="where jobs run: local")] = "local",
+    executor: Executor = "local",
+    profile: ProfileOpt = None,
+    bump: Bump = None,
     workers: Workers = None,
     retry_failed: RetryFailed = False,
     report: Annotated[bool, typer.Option(help="write the report when a local sweep ends")] = True,
 ) -> None:
-    """Run what a sweep directory still lacks, from the directory alone."""
+    """Run what a sweep directory still lacks, from the directory alone. Jobs that SLURM still holds
+    (queued or running) are never submitted again."""
     try:
         sweep = Sweep(sweep_dir)
         meta = sweep.meta()
         jobs = sweep.jobs()
         check_ready(jobs, str(sweep.root / "grid.yaml"))
+        runner = make_executor(executor, workers=workers, profile=profile, bump=bump)
         with sweep.lock():
-            _run(sweep, jobs, meta["max_attempts"], retry_failed, executor, workers)
+            _run(sweep, jobs, meta["max_attempts"], retry_failed, runner)
     except OrchError as e:
         _fail(e)
-    if report:
+    if report and runner.blocking:
         _report(sweep.root)
 
 
-def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, executor: str, workers: int | None) -> None:
-    from orchestrator.executors import make_executor
-
+def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, runner) -> None:
     pending = pending_jobs(sweep, jobs, max_attempts, retry_failed)
     err.print(f"{sweep.root}: {len(jobs)} jobs, {pending.done} already done, {len(pending.jobs)} to run"
               + (f", {len(pending.exhausted)} failed {max_attempts} times (--retry-failed to rerun)"
                  if pending.exhausted else ""), highlight=False)
     if not pending.jobs:
         return
+    if not runner.blocking:
+        made = runner.run(sweep, pending.jobs, pending.attempts_left)
+        count = sum(len(task) for s in made for task in s.tasks)
+        if count < len(pending.jobs):
+            err.print(f"{len(pending.jobs) - count} of them are already queued or running: not submitted again",
+                      highlight=False)
+        if made:
+            err.print(f"submitted {count} jobs in {len(made)} array(s): {', '.join(s.array_id for s in made)}; "
+                      f"follow with `orch status {sweep.root}`", highlight=False)
+        return
     started = time.monotonic()
-    outcome = make_executor(executor, workers=workers).run(sweep, pending.jobs, pending.attempts_left)
+    outcome = runner.run(sweep, pending.jobs, pending.attempts_left)
     elapsed = time.monotonic() - started
     err.print(f"{len(outcome.done)} done, {len(outcome.failed)} failed, {len(outcome.blocked)} blocked "
               f"in {elapsed:.1f}s", highlight=False)
@@ -133,32 +151,31 @@ def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, executor: st
 
 @app.command()
 def status(sweep_dir: Path) -> None:
-    """Counts of jobs by state, and failure reasons grouped."""
+    """Jobs by state, merging the SLURM queue (if the sweep was submitted there) with the shards, which
+    are the only proof that a job is done; failure reasons grouped."""
     try:
         sweep = Sweep(sweep_dir)
         meta = sweep.meta()
         jobs = sweep.jobs()
+        states = job_states(sweep, jobs, meta["max_attempts"])
     except OrchError as e:
         _fail(e)
-    completed, failures = sweep.completed(), sweep.failures()
-    states: Counter = Counter()
-    for job in jobs:
-        kind = "prerequisite" if job.prerequisite else "grid"
-        tries = len(failures.get(job.job_id, []))
-        state = ("done" if job.job_id in completed else "failed" if tries >= meta["max_attempts"]
-                 else "retrying" if tries else "pending")
-        states[(kind, state)] += 1
-    table = Table("jobs", "done", "pending", "retrying", "failed", title=f"{meta['name']} ({sweep.root})",
-                  title_justify="left")
+    columns = ("done", "queued", "running", "failed", "lost", "pending")
+    counts: Counter = Counter((("prerequisite" if j.prerequisite else "grid"), states[j.job_id]) for j in jobs)
+    table = Table("jobs", *columns, title=f"{meta['name']} ({sweep.root})", title_justify="left")
     for kind in ("grid", "prerequisite"):
-        row = [states[(kind, s)] for s in ("done", "pending", "retrying", "failed")]
+        row = [counts[(kind, c)] for c in columns]
         if sum(row):
             table.add_row(kind, *map(str, row))
     out.print(table)
+    out.print("failed: its last attempt raised (orch resume retries it while attempts remain); lost: SLURM "
+              "no longer holds it and it left neither shard nor failure record (cancelled, killed, node lost)",
+              style="dim", highlight=False)
+    failures = sweep.failures()
     reasons: Counter = Counter()
     example: dict[str, str] = {}
     for job_id, records in failures.items():
-        if job_id in completed:
+        if states.get(job_id) != "failed":
             continue
         reason = records[-1]["error"].splitlines()[0][:160]
         reasons[reason] += 1
@@ -168,6 +185,33 @@ def status(sweep_dir: Path) -> None:
         for reason, n in reasons.most_common():
             why.add_row(str(n), reason, example[reason])
         out.print(why)
+
+
+@app.command()
+def cancel(sweep_dir: Path) -> None:
+    """Cancel the sweep's SLURM arrays that are still queued or running."""
+    from orchestrator.executors.slurm import cancel as cancel_arrays
+
+    try:
+        arrays = cancel_arrays(Sweep(sweep_dir))
+    except OrchError as e:
+        _fail(e)
+    out.print(f"cancelled arrays: {', '.join(arrays)}" if arrays else "nothing of this sweep is queued or running")
+
+
+@app.command()
+def logs(sweep_dir: Path, job_id: str) -> None:
+    """A SLURM job's stdout and stderr (the log of the array task that ran it)."""
+    from orchestrator.executors.slurm import log_paths
+
+    try:
+        paths = log_paths(Sweep(sweep_dir), job_id)
+    except OrchError as e:
+        _fail(e)
+    for path in paths:
+        out.rule(str(path))
+        out.print(path.read_text(errors="replace") if path.exists() else "(not written yet)", highlight=False,
+                  markup=False)
 
 
 @app.command()

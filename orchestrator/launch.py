@@ -62,3 +62,28 @@ def prepare(plan: Plan, sweep: Sweep, cache_dir: Path | None) -> None:
     sweep.create(plan, cache_dir or default_cache_dir(sweep.root))
     sweep.append_provenance({"time": now().isoformat(), **describe_launch(sys.argv)})
     sweep.clean_stale_tmp()
+
+
+def job_states(sweep: Sweep, jobs: list[JobSpec], max_attempts: int) -> dict[str, str]:
+    """done | queued | running | failed | lost | pending for every job. A shard is the only proof of
+    done; the SLURM queue (read only if the sweep was ever submitted there) says queued or running."""
+    from orchestrator.executors.slurm import active_jobs, latest_task
+
+    completed, failures = sweep.completed(), sweep.failures()
+    submitted = latest_task(sweep)
+    active = active_jobs(sweep) if submitted else {}
+    states = {}
+    for job in jobs:
+        records = failures.get(job.job_id, [])
+        if job.job_id in completed:
+            state = "done"
+        elif job.job_id in active:
+            state = "queued" if active[job.job_id] == "pending" else "running"
+        elif job.job_id in submitted and not (records and records[-1]["time"] > submitted[job.job_id][0].time):
+            state = "lost"
+        elif records:
+            state = "failed"
+        else:
+            state = "pending"
+        states[job.job_id] = state
+    return states

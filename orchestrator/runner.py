@@ -6,6 +6,8 @@ number, and no shard.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import time
 import traceback
@@ -49,16 +51,24 @@ def run_job(sweep_root: str, job: JobSpec) -> dict:
         job_columns = {"job_id": job.job_id, "job_label": job.label, "kernel": job.kernel,
                        "kernel_version": kernel.version, "sweep": sweep.meta()["name"], "scale": sweep.meta()["scale"]}
         run_columns = {"status": "ok", "attempt": attempt, "host": socket.gethostname(), "started_at": started,
-                       "finished_at": now(), "job_seconds": seconds, "git_sha": git_sha()}
+                       "finished_at": now(), "job_seconds": seconds, "git_sha": git_sha(),
+                       "scheduler_job": scheduler_job()}
         rows = shard_table(kernel, job, result.rows, result.column_types, job_columns, run_columns)
         images = None
         if result.images:
             images = pa.Table.from_pylist([{"job_id": job.job_id, **image} for image in result.images])
         sweep.publish(job, rows, images)
+        shutil.rmtree(scratch, ignore_errors=True)  # checkpoints of a finished job are dead weight
     except Exception as error:
         sweep.record_failure(job, attempt, f"{type(error).__name__}: {error}", traceback.format_exc())
         raise
     return {"job_id": job.job_id, "status": "done", "seconds": seconds}
+
+
+def scheduler_job() -> str | None:
+    """The SLURM job (array id _ task) this ran in, if any."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def shard_table(kernel, job: JobSpec, rows: list[dict], column_types: dict[str, str], job_columns: dict,
@@ -89,5 +99,5 @@ def shard_table(kernel, job: JobSpec, rows: list[dict], column_types: dict[str, 
         declared = column_types.get(name)
         add(name, [r.get(name) for r in rows], pa.type_for_alias(declared) if declared else None)
     for name, value in run_columns.items():
-        add(name, [value] * n, pa.string() if name == "git_sha" else None)
+        add(name, [value] * n, pa.string() if name in ("git_sha", "scheduler_job") else None)
     return pa.Table.from_arrays(arrays, names=names)

@@ -8,7 +8,8 @@
     images/<id>.parquet  originals and reconstructions as PNG bytes
     failures/<id>.<attempt>.json traceback, host and time of each failed attempt
     provenance.jsonl     one line per launch: git SHA, package versions, host, command
-    logs/                scheduler logs
+    scheduler/submissions.jsonl  SLURM arrays submitted: array id, job ids per task, resources
+    logs/                scheduler logs (logs/slurm/<array>_<task>_0_log.{out,err})
     tmp/                 files being written; renamed into place when complete
 
 A result file is written under tmp/ and then hard-linked into place: a reader never sees a partial
@@ -142,7 +143,16 @@ class Sweep:
         self._write_atomic(path, json.dumps(record, indent=2).encode())
 
     def append_provenance(self, record: dict) -> None:
-        with open(self.root / "provenance.jsonl", "a") as f:
+        self._append_line(self.root / "provenance.jsonl", record)
+
+    def append_submission(self, record: dict) -> None:
+        self._append_line(self.root / "scheduler" / "submissions.jsonl", record)
+
+    @staticmethod
+    def _append_line(path: Path, record: dict) -> None:
+        # One write() of one line in append mode: concurrent appenders never interleave within a line.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _temporary(self, final: Path) -> Path:

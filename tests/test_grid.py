@@ -44,7 +44,7 @@ def test_ids_are_stable_and_content_addressed():
     import json
 
     canonical = json.dumps({"kernel": "ig", "version": "ig-1",
-                            "params": {k: v for k, v in first.params.items() if k != "data_root"}},
+                            "params": {k: v for k, v in first.params.items() if k not in ("data_root", "checkpoint_every_s")}},
                            sort_keys=True, separators=(",", ":"))
     assert first.job_id == "ig-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
     assert len({j.job_id for j in a.jobs}) == len(a.jobs)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.checkpoint import AttackCheckpoint
+
 
 @dataclass(frozen=True)
 class IGConfig:
@@ -65,9 +67,11 @@ def invert(
     std: torch.Tensor,
     config: IGConfig,
     generator: torch.Generator,
+    checkpoint: AttackCheckpoint | None = None,
     progress: Callable[[int, float], None] | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Returns the reconstruction (normalised, like the model's input) and the final objective."""
+) -> tuple[torch.Tensor, float, dict]:
+    """Returns the reconstruction (normalised, like the model's input), the final objective, and how
+    the run went: interruptions survived and the iteration it last resumed from."""
     device = target[0].device
     params = list(model.parameters())
     distance = gradient_distance(config.cost_fn, target)
@@ -75,8 +79,16 @@ def invert(
     low, high = (0 - mean) / std, (1 - mean) / std
     optimizer = torch.optim.Adam([x], lr=config.lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.iterations), gamma=0.1)
-    loss_value = float("nan")
-    for step in range(config.iterations):
+    loss_value, start, run = float("nan"), 0, {"interruptions": 0, "resumed_from_iteration": None}
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        with torch.no_grad():
+            x.copy_(saved["x"].to(device))
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        start, loss_value = saved["step"], saved["loss"]
+        run = {"interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
+    for step in range(start, config.iterations):
         trial = torch.autograd.grad(F.cross_entropy(model(x), labels), params, create_graph=True)
         loss = distance(trial) + config.tv * total_variation(x)
         (x.grad,) = torch.autograd.grad(loss, [x])
@@ -90,4 +102,8 @@ def invert(
         loss_value = float(loss.detach())
         if progress is not None:
             progress(step + 1, loss_value)
-    return x.detach(), loss_value
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save({"step": step + 1, "x": x.detach().cpu(), "optimizer": optimizer.state_dict(),
+                             "schedule": schedule.state_dict(), "loss": loss_value,
+                             "interruptions": run["interruptions"]})
+    return x.detach(), loss_value, run

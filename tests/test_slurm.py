@@ -1,0 +1,157 @@
+"""Dispatch to a real one-node SLURM cluster started on this machine by slurm/local-cluster.sh
+(needs root, as in CI). No fake sbatch: every test submits real job arrays and waits for them."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from orchestrator.launch import job_states
+from orchestrator.sweep import Sweep
+from tests.conftest import ROOT, orch
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starting the local SLURM cluster needs root")
+SCRIPT = ROOT / "slurm" / "local-cluster.sh"
+
+
+def cluster(*args: str) -> None:
+    result = subprocess.run(["bash", str(SCRIPT), "start", *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_cluster():
+    cluster()
+    yield
+    cluster()  # leave the default configuration behind
+
+
+def grid(tmp_path, text: str) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    return path
+
+
+def launch(tmp_path, grid_path, *extra, sweep="sweep"):
+    env = {"ORCH_CACHE_DIR": str(tmp_path / "cache")}
+    result = orch("launch", str(grid_path), "--sweep-dir", str(tmp_path / sweep), "--executor", "slurm",
+                  "--profile", "local", *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    return Sweep(tmp_path / sweep)
+
+
+def wait_until_idle(sweep: Sweep, timeout: float = 420) -> dict[str, str]:
+    """Polls the merged queue-and-shards view until SLURM holds none of the sweep's jobs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = job_states(sweep, sweep.jobs(), 2)
+        if not {"queued", "running"} & set(states.values()):
+            return states
+        time.sleep(1)
+    raise AssertionError(f"sweep still busy after {timeout}s: {states}")
+
+
+def submissions(sweep: Sweep) -> list[dict]:
+    return [json.loads(line) for line in (sweep.root / "scheduler" / "submissions.jsonl").read_text().splitlines()]
+
+
+TINY = """
+name: tiny
+kernel: ig
+fixed: {dataset: embedded, num_images: 4, iterations: 6, train_epochs: 1, train_pool: 64}
+axes:
+  batch_size: [1, 2]
+  model_state: [untrained, trained]
+resources: {cpus: 1, mem_gb: 1, time_min: 10}
+"""
+
+
+def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):
+    sweep = launch(tmp_path, grid(tmp_path, TINY))
+    records = submissions(sweep)
+    # training first; untrained attacks do not wait for it, trained ones depend on its array
+    train = records[0]
+    assert train["tasks"] == [[j.job_id for j in sweep.jobs() if j.prerequisite]]
+    waiting = [r for r in records if r["dependency"]]
+    assert waiting and all(r["dependency"] == f"afterok:{train['array_id']}" for r in waiting)
+    states = wait_until_idle(sweep)
+    assert set(states.values()) == {"done"}
+    status = orch("status", str(sweep.root))
+    assert "│ grid         │ 12   │ 0      │ 0       │ 0      │ 0    │ 0       │" in status.stdout, status.stdout
+    rows = pl.read_parquet(sweep.root / "shards" / "*.parquet")
+    assert rows["job_id"].n_unique() == 12 and rows["scheduler_job"].is_not_null().all()
+    logs = orch("logs", str(sweep.root), rows["job_id"][0])
+    assert "Job completed successfully" in logs.stdout
+
+
+def test_small_max_array_size_gives_several_arrays(tmp_path):
+    cluster("--max-array-size", "4")
+    text = TINY.replace("num_images: 4", "num_images: 8").replace("[untrained, trained]", "[untrained]")
+    sweep = launch(tmp_path, grid(tmp_path, text))
+    sizes = [len(r["tasks"]) for r in submissions(sweep)]
+    assert sum(sizes) == 8 + 4 and max(sizes) <= 4 and len(sizes) >= 3
+    assert set(wait_until_idle(sweep).values()) == {"done"}
+    cluster()
+
+
+def test_requeued_attack_resumes_from_its_checkpoint(tmp_path):
+    text = TINY.replace("iterations: 6", "iterations: 60, checkpoint_every_s: 0.5, batch_index: 0") \
+               .replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
+    sweep = launch(tmp_path, grid(tmp_path, text))
+    (job,) = sweep.jobs()
+    checkpoint = sweep.root / "scratch" / job.job_id / "attack.pt"
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "the attack never wrote a checkpoint"
+    time.sleep(2)
+    slurm_id = submissions(sweep)[0]["array_id"]
+    subprocess.run(["scontrol", "requeue", slurm_id], check=True, capture_output=True)
+    assert set(wait_until_idle(sweep).values()) == {"done"}
+    row = pl.read_parquet(sweep.root / "shards" / f"{job.job_id}.parquet").row(0, named=True)
+    assert row["interruptions"] >= 1
+    assert 0 < row["resumed_from_iteration"] < 60 and row["iterations_done"] == 60
+    assert not checkpoint.parent.exists()  # a finished job's checkpoints are removed
+
+
+def test_cancelled_tasks_are_exactly_what_resume_reruns(tmp_path):
+    text = TINY.replace("iterations: 6", "iterations: 20").replace("num_images: 4", "num_images: 6") \
+               .replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
+    sweep = launch(tmp_path, grid(tmp_path, text))
+    (record,) = submissions(sweep)
+    # Two CPUs: tasks 0 and 1 run, the rest wait; cancel two of the waiting ones.
+    cancelled = [record["tasks"][4][0], record["tasks"][5][0]]
+    subprocess.run(["scancel", f"{record['array_id']}_4", f"{record['array_id']}_5"], check=True)
+    states = wait_until_idle(sweep)
+    assert sorted(j for j, s in states.items() if s == "lost") == sorted(cancelled)
+    assert sum(s == "done" for s in states.values()) == 4
+
+    # Two resumes at once: the sweep lock and the queue check let only one submission through.
+    command = ["resume", str(sweep.root), "--executor", "slurm", "--profile", "local"]
+    first = subprocess.Popen([os.sys.executable, "-m", "orchestrator.cli", *command], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = orch(*command)
+    first.communicate(timeout=120)
+    resubmitted = [job for r in submissions(sweep)[1:] for task in r["tasks"] for job in task]
+    assert sorted(resubmitted) == sorted(cancelled), second.stderr
+    assert set(wait_until_idle(sweep).values()) == {"done"}
+    assert len(list((sweep.root / "shards").glob("*.parquet"))) == 6
+
+
+def test_misspelled_profile_key_fails_before_submitting(tmp_path):
+    profile = tmp_path / "site.yaml"
+    profile.write_text("partiton: debug\n")
+    def slurm_ids():
+        return set(subprocess.run(["squeue", "--noheader", "--format=%A"], capture_output=True, text=True).stdout.split())
+
+    before = slurm_ids()
+    result = orch("launch", str(grid(tmp_path, TINY)), "--sweep-dir", str(tmp_path / "s"), "--executor", "slurm",
+                  "--profile", str(profile))
+    assert result.returncode == 2
+    assert "partiton: unknown key 'partiton'; did you mean 'partition'?" in result.stderr
+    assert str(profile) in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+    assert not slurm_ids() - before  # nothing new was submitted
