@@ -24,8 +24,9 @@ class Kernel:
     check: Callable[[dict], str | None] | None = None
     # Fills defaults that depend on other parameters, so the manifest shows the value used.
     resolve: Callable[[dict], dict] | None = None
-    # One grid point -> several jobs (e.g. one per batch of the 64-image subset).
-    fan_out: Callable[[dict], list[dict]] | None = None
+    # One grid point -> several jobs: parameter -> values to expand, like an extra axis
+    # (e.g. one job per batch of the 64-image subset).
+    fan_out: Callable[[dict], dict[str, list]] | None = None
     # Jobs that must finish first, as (kernel name, params); deduplicated by the orchestrator.
     prerequisites: Callable[[dict], list[tuple[str, dict]]] = field(default=lambda p: [])
     # Cheap check of the outside world (data on disk) run before anything is submitted.
@@ -79,10 +80,10 @@ def _ig_check(p: dict) -> str | None:
     return None
 
 
-def _ig_fan_out(p: dict) -> list[dict]:
+def _ig_fan_out(p: dict) -> dict[str, list]:
     if p["batch_index"] is not None:
-        return [p]
-    return [{**p, "batch_index": i} for i in range(p["num_images"] // p["batch_size"])]
+        return {}
+    return {"batch_index": list(range(p["num_images"] // p["batch_size"]))}
 
 
 def _ig_prerequisites(p: dict) -> list[tuple[str, dict]]:

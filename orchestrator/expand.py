@@ -15,7 +15,7 @@ from orchestrator.registry import get_kernel
 MAX_REPORTED = 5  # distinct per-job problems shown; a bad rule can fail 100,000 jobs the same way
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built 100,000 times per grid: plain slots are cheapest
 class JobSpec:
     job_id: str
     kernel: str
@@ -48,26 +48,57 @@ class Plan:
                 and any(j.params[k] != first[k] for j in self.jobs)]
 
 
+_TEMPLATES: dict[tuple[str, str], tuple[str, list[str], list[dict]]] = {}
+
+
+def _template(kernel) -> tuple[str, list[str], list[dict]]:
+    """The canonical JSON of a job of this kernel with a %s for each identity parameter's value, the
+    parameter names in that order, and one cache of encoded values per parameter (a grid repeats the
+    same few values across 100,000 jobs). Validation gives each parameter's values one type (ints
+    become floats for float parameters, bools are refused for ints), so a cache keyed by value alone
+    cannot confuse 1, 1.0 and True. Locations (identity=False, e.g. data_root) stay outside the id."""
+    key = (kernel.name, kernel.version)
+    if key not in _TEMPLATES:
+        names = sorted(k for k, p in kernel.params.items() if getattr(p, "identity", True))
+        body = ",".join(f"{json.dumps(n)}:%s" for n in names)  # parameter names are identifiers: no '%'
+        head = json.dumps(kernel.name).replace("%", "%%")
+        tail = json.dumps(kernel.version).replace("%", "%%")
+        _TEMPLATES[key] = (f'{{"kernel":{head},"params":{{{body}}},"version":{tail}}}', names, [{} for _ in names])
+    return _TEMPLATES[key]
+
+
+def _encoded(cache: dict, value) -> str:
+    if value not in cache:
+        cache[value] = json.dumps(value)
+    return cache[value]
+
+
 def job_id(kernel, params: dict) -> str:
-    identity = {k: v for k, v in params.items() if getattr(kernel.params.get(k), "identity", True)}
-    canonical = json.dumps({"kernel": kernel.name, "version": kernel.version, "params": identity},
-                           sort_keys=True, separators=(",", ":"))
+    """<kernel>-<first 12 hex of SHA-256> of the canonical JSON of {"kernel": name, "params": identity
+    parameters, "version": kernel version}: byte for byte json.dumps(..., sort_keys=True,
+    separators=(",", ":")), filled into a per-kernel template because it runs once per job."""
+    template, names, caches = _template(kernel)
+    values = map(params.__getitem__, names)
+    canonical = template % tuple([c[v] if v in c else _encoded(c, v) for c, v in zip(caches, values)])
     return f"{kernel.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
-def _points(grid: Grid):
-    """Every combination of axes x zip groups x seeds, as dicts of the varying parameters."""
-    dims: list[list[dict]] = [[{name: v} for v in values] for name, values in grid.axes.items()]
+def _points(grid: Grid, coerce: dict):
+    """Every combination of axes x zip groups x seeds, as dicts of the varying parameters (coerced
+    to their declared types once per value, not once per job)."""
+    names: list[str] = []
+    dims: list[list[tuple]] = []  # per dimension: the rows of values its parameters take together
+    for name, values in grid.axes.items():
+        names.append(name)
+        dims.append([(coerce[name](v),) for v in values])
     for group in grid.zips:
-        names = list(group)
-        dims.append([dict(zip(names, row)) for row in zip(*(group[n] for n in names))])
+        names.extend(group)
+        dims.append([tuple(coerce[n](v) for n, v in zip(group, row)) for row in zip(*group.values())])
     if grid.seeds is not None:
-        dims.append([{"seed": s} for s in grid.seeds])
+        names.append("seed")
+        dims.append([(s,) for s in grid.seeds])
     for combo in itertools.product(*dims):
-        point: dict = {}
-        for part in combo:
-            point.update(part)
-        yield point
+        yield dict(zip(names, itertools.chain.from_iterable(combo)))
 
 
 def _excluded(point: dict, rules: list[dict]) -> bool:
@@ -81,25 +112,27 @@ def expand(grid: Grid) -> Plan:
     kernel = grid.kernel
     defaults = {n: p.default for n, p in kernel.params.items() if not p.required}
     coerce = {n: p.coerce for n, p in kernel.params.items()}
-    base = {**defaults, **grid.fixed}
-    label_keys = grid.factors
+    base = {k: coerce[k](v) for k, v in {**defaults, **grid.fixed}.items()}
+    label_keys = grid.factors  # the fan-out's keys are appended per job
     jobs: list[JobSpec] = []
     problems: Counter = Counter()
     prerequisites: dict[str, JobSpec] = {}
-    for point in _points(grid):
-        if _excluded(point, grid.exclude):
+    exclude = grid.exclude
+    for point in _points(grid, coerce):
+        if exclude and _excluded(point, exclude):
             continue
-        params = {k: coerce[k](v) for k, v in {**base, **point}.items()}
+        params = {**base, **point}
         if kernel.resolve:
             params = kernel.resolve(params)
-        for spec in kernel.fan_out(params) if kernel.fan_out else [params]:
-            problem = kernel.check(spec) if kernel.check else None
-            if problem:
+        point_label = ",".join([f"{k}={params[k]}" for k in label_keys])
+        for extra, suffix in _variants(kernel.fan_out(params) if kernel.fan_out else None):
+            spec = {**params, **extra} if extra else params
+            if kernel.check and (problem := kernel.check(spec)):
                 problems[problem] += 1
                 continue
-            requires = tuple(_prerequisite(kernel.prerequisites(spec), grid.resources, prerequisites))
-            extra = [k for k in spec if k not in label_keys and k not in base]
-            label = ",".join(f"{k}={spec[k]}" for k in [*label_keys, *extra]) or kernel.name
+            needed = kernel.prerequisites(spec)
+            requires = tuple(_prerequisite(needed, grid.resources, prerequisites)) if needed else ()
+            label = (point_label + suffix if point_label else suffix[1:]) or kernel.name
             jobs.append(JobSpec(job_id(kernel, spec), kernel.name, spec, label, grid.resources, requires))
     if problems:
         shown = [f"{count} job(s): {problem}" for problem, count in problems.most_common(MAX_REPORTED)]
@@ -109,6 +142,18 @@ def expand(grid: Grid) -> Plan:
         raise GridError(grid.source, [f"{len(duplicates)} job id(s) occur more than once (e.g. {duplicates[0]}): "
                                       "two grid points resolve to the same parameters"])
     return Plan(grid, jobs, list(prerequisites.values()))
+
+
+_NO_FAN_OUT = [({}, "")]
+
+
+def _variants(fan: dict[str, list] | None) -> list[tuple[dict, str]]:
+    """The fan-out's combinations, each with its label suffix (',batch_index=3')."""
+    if not fan:
+        return _NO_FAN_OUT
+    keys = list(fan)
+    return [(dict(zip(keys, combo)), "".join(f",{k}={v}" for k, v in zip(keys, combo)))
+            for combo in itertools.product(*fan.values())]
 
 
 def _prerequisite(needed: list[tuple[str, dict]], resources: dict, known: dict[str, JobSpec]):
