@@ -13,7 +13,7 @@ from kernels.data.loaders import load_split
 from kernels.data.protocol import attack_subset, split_batches
 from kernels.metrics import Lpips, score
 from kernels.models import build_model
-from kernels.registry import _train_recipe
+from kernels.registry import train_recipe
 from kernels.result import KernelResult, png_bytes
 
 
@@ -32,7 +32,7 @@ def run(params: dict, ctx) -> KernelResult:
 
     model = build_model(params["model"], info.num_classes, images.shape[-1], params["model_seed"])
     if params["model_state"] == "trained":
-        training.load_trained(model, ctx.cache_dir, _train_recipe(params))
+        training.load_trained(model, ctx.cache_dir, train_recipe(params))
     # As in the reference code the client's model is in eval mode: BatchNorm uses its running statistics.
     model = model.to(device).eval()
 
@@ -48,7 +48,7 @@ def run(params: dict, ctx) -> KernelResult:
 
     recovered = (reconstruction * std + mean).clamp(0, 1).cpu().numpy()
     truth = originals.cpu().numpy()
-    lpips = Lpips.load(params["lpips_net"], str(device))
+    lpips = Lpips.load(params["lpips_net"], str(device))  # cached per worker process
     scores = score(truth, recovered, lpips)
     job_info = {"iterations_done": params["iterations"], "final_objective": final_loss,
                 "attack_seconds": attack_seconds, "kernel_seconds": time.time() - started,

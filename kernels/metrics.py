@@ -5,6 +5,7 @@ originals by a Hungarian assignment on mean squared error.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,11 @@ class Lpips:
 
     @classmethod
     def load(cls, net: str = "alex", device: str = "cpu") -> Lpips:
-        path = backbone_weights_path(net)
+        return cls._load(net, device, backbone_weights_path(net))
+
+    @classmethod
+    @functools.cache  # one backbone per worker process and weights file, however many jobs it runs
+    def _load(cls, net: str, device: str, path: Path) -> Lpips:
         if not path.exists():
             return cls(net, None, f"LPIPS backbone weights not staged: {path} is missing (see README, 'LPIPS weights')")
         import lpips

@@ -54,7 +54,8 @@ _TRAIN_PARAMS = {
 }
 
 
-def _train_recipe(p: dict) -> dict:
+def train_recipe(p: dict) -> dict:
+    """The parameters that decide a trained checkpoint (the cache key of kernels.training)."""
     keys = ["dataset", "data_root", "model", "model_seed", "train_epochs", "train_lr", "train_pool"]
     return {k: p[k] for k in keys}
 
@@ -87,7 +88,7 @@ def _ig_fan_out(p: dict) -> dict[str, list]:
 
 
 def _ig_prerequisites(p: dict) -> list[tuple[str, dict]]:
-    return [("train_model", _train_recipe(p))] if p["model_state"] == "trained" else []
+    return [("train_model", train_recipe(p))] if p["model_state"] == "trained" else []
 
 
 IG = Kernel(

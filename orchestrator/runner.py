@@ -48,8 +48,9 @@ def run_job(sweep_root: str, job: JobSpec) -> dict:
     try:
         result = kernel.load()(dict(job.params), context)
         seconds = time.monotonic() - clock
+        meta = sweep.meta()
         job_columns = {"job_id": job.job_id, "job_label": job.label, "kernel": job.kernel,
-                       "kernel_version": kernel.version, "sweep": sweep.meta()["name"], "scale": sweep.meta()["scale"]}
+                       "kernel_version": kernel.version, "sweep": meta["name"], "scale": meta["scale"]}
         run_columns = {"status": "ok", "attempt": attempt, "host": socket.gethostname(), "started_at": started,
                        "finished_at": now(), "job_seconds": seconds, "git_sha": git_sha(),
                        "scheduler_job": scheduler_job()}

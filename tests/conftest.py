@@ -7,6 +7,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Inverting Gradients on 4 embedded images: batch sizes 1 and 2, untrained and trained (one tiny
+# training job): 12 attack jobs of seconds each.
+TINY_GRID = """
+name: tiny
+kernel: ig
+fixed: {{dataset: embedded, num_images: 4, iterations: {iterations}, train_epochs: 1, train_pool: 64}}
+axes:
+  batch_size: [1, 2]
+  model_state: [untrained, trained]
+resources: {{cpus: 1, mem_gb: 1, time_min: 10}}
+"""
+
 
 def orch(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Runs the installed `orch` command the way a user does."""

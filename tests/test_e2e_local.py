@@ -9,17 +9,9 @@ import time
 import polars as pl
 import pyarrow.parquet as pq
 
-from tests.conftest import ROOT, orch
+from tests.conftest import ROOT, TINY_GRID, orch
 
-TINY = """
-name: tiny
-kernel: ig
-fixed: {dataset: embedded, num_images: 4, iterations: 12, train_epochs: 1, train_pool: 64}
-axes:
-  batch_size: [1, 2]
-  model_state: [untrained, trained]
-resources: {cpus: 1}
-"""
+TINY = TINY_GRID.format(iterations=12)
 
 
 def shard_names(sweep):

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.launch import job_states
 from orchestrator.sweep import Sweep
-from tests.conftest import ROOT, orch
+from tests.conftest import ROOT, TINY_GRID, orch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starting the local SLURM cluster needs root")
 SCRIPT = ROOT / "slurm" / "local-cluster.sh"
@@ -58,15 +58,7 @@ def submissions(sweep: Sweep) -> list[dict]:
     return [json.loads(line) for line in (sweep.root / "scheduler" / "submissions.jsonl").read_text().splitlines()]
 
 
-TINY = """
-name: tiny
-kernel: ig
-fixed: {dataset: embedded, num_images: 4, iterations: 6, train_epochs: 1, train_pool: 64}
-axes:
-  batch_size: [1, 2]
-  model_state: [untrained, trained]
-resources: {cpus: 1, mem_gb: 1, time_min: 10}
-"""
+TINY = TINY_GRID.format(iterations=6)
 
 
 def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):

@@ -39,6 +39,8 @@ class Outcome:
 
 
 class LocalExecutor:
+    blocking = True  # run() returns when every job has finished or failed for good
+
     def __init__(self, workers: int | None = None, console: Console | None = None):
         self.workers = workers
         self.console = console or Console(stderr=True)

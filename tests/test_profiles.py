@@ -1,0 +1,62 @@
+"""Site profiles and the resubmission rules, without a cluster."""
+import pytest
+
+from orchestrator.errors import GridError, OrchError
+from orchestrator.executors.slurm import SlurmExecutor, Submission, death_cause, parse_bump
+from orchestrator.expand import expand
+from orchestrator.grid import parse_grid
+from orchestrator.profiles import load_profile
+from orchestrator.sweep import Sweep
+from tests.conftest import TINY_GRID
+
+
+def test_shipped_profiles_load():
+    local = load_profile("local")
+    assert local.partition == "debug" and local.jobs_per_task == 1
+    site = load_profile("example-gpu-cluster")
+    assert site.gpu_request == "gres" and site.setup and site.sbatch == {"mail-type": "FAIL"}
+
+
+def test_profile_errors_name_the_key(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text("partiton: gpu\ngpu_request: gres2\narray_parallelism: 0\n")
+    with pytest.raises(GridError) as info:
+        load_profile(str(path))
+    text = str(info.value)
+    assert "partiton: unknown key 'partiton'; did you mean 'partition'?" in text
+    assert "gpu_request: unknown value 'gres2'; did you mean 'gres'?" in text
+    assert "array_parallelism: expected an integer >= 1, got 0" in text
+    with pytest.raises(OrchError, match="did you mean 'local'"):
+        load_profile("locl")
+
+
+def test_gpu_request_styles():
+    resources = {"cpus": 4, "gpus": 2, "mem_gb": 8, "time_min": 30}
+    gres = SlurmExecutor(load_profile("example-gpu-cluster"))._parameters(resources, jobs_per_task=4)
+    assert gres["gres"] == "gpu:2" and "gpus_per_node" not in gres
+    assert gres["time"] == 120 and gres["mem"] == "8192M" and gres["additional_parameters"]["requeue"] is True
+    local = SlurmExecutor(load_profile("local"))._parameters(resources, jobs_per_task=1)
+    assert local["gpus_per_node"] == 2 and "gres" not in local
+
+
+def test_bump_raises_only_what_killed_the_job(tmp_path):
+    assert parse_bump("mem=2x,time=1.5x") == {"mem": 2.0, "time": 1.5}
+    with pytest.raises(OrchError, match="--bump"):
+        parse_bump("cpu=2x")
+    plan = expand(parse_grid(TINY_GRID.format(iterations=2), "t.yaml"))
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, tmp_path / "cache")
+    timed_out, oom, fine = plan.jobs[:3]
+    sweep.append_submission(Submission("41", [[timed_out.job_id], [oom.job_id], [fine.job_id]], {}, None).__dict__)
+    logs = sweep.root / "logs" / "slurm"
+    logs.mkdir(parents=True)
+    # The lines slurmstepd writes when it kills a task.
+    (logs / "41_0_0_log.err").write_text("slurmstepd: error: *** JOB 42 ON vm CANCELLED AT 2026-11-22T03:00:00 "
+                                         "DUE TO TIME LIMIT ***\n")
+    (logs / "41_1_0_log.err").write_text("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=43.batch\n")
+    (logs / "41_2_0_log.err").write_text("")
+    assert [death_cause(sweep, j.job_id) for j in (timed_out, oom, fine)] == ["time", "mem", None]
+    executor = SlurmExecutor(load_profile("local"), parse_bump("mem=2x,time=3x"))
+    assert executor.bumped(sweep, timed_out)["time_min"] == 30 and executor.bumped(sweep, timed_out)["mem_gb"] == 1
+    assert executor.bumped(sweep, oom)["mem_gb"] == 2 and executor.bumped(sweep, oom)["time_min"] == 10
+    assert executor.bumped(sweep, fine) == fine.resources
