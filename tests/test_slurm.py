@@ -35,10 +35,10 @@ def grid(tmp_path, text: str) -> Path:
     return path
 
 
-def launch(tmp_path, grid_path, *extra, sweep="sweep"):
+def launch(tmp_path, grid_path, profile="local", sweep="sweep"):
     env = {"ORCH_CACHE_DIR": str(tmp_path / "cache")}
     result = orch("launch", str(grid_path), "--sweep-dir", str(tmp_path / sweep), "--executor", "slurm",
-                  "--profile", "local", *extra, env=env)
+                  "--profile", profile, env=env)
     assert result.returncode == 0, result.stderr
     return Sweep(tmp_path / sweep)
 
@@ -62,13 +62,17 @@ TINY = TINY_GRID.format(iterations=6)
 
 
 def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):
-    sweep = launch(tmp_path, grid(tmp_path, TINY))
+    # Three jobs per array task: each task pays the interpreter and torch start-up once.
+    packed = tmp_path / "packed.yaml"
+    packed.write_text("partition: debug\njobs_per_task: 3\n")
+    sweep = launch(tmp_path, grid(tmp_path, TINY), profile=str(packed))
     records = submissions(sweep)
     # training first; untrained attacks do not wait for it, trained ones depend on its array
     train = records[0]
     assert train["tasks"] == [[j.job_id for j in sweep.jobs() if j.prerequisite]]
     waiting = [r for r in records if r["dependency"]]
     assert waiting and all(r["dependency"] == f"afterok:{train['array_id']}" for r in waiting)
+    assert [len(task) for r in records[1:] for task in r["tasks"]] == [3, 3, 3, 3]
     states = wait_until_idle(sweep)
     assert set(states.values()) == {"done"}
     status = orch("status", str(sweep.root))
@@ -80,17 +84,18 @@ def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):
 
 
 def test_small_max_array_size_gives_several_arrays(tmp_path):
-    cluster("--max-array-size", "4")
-    text = TINY.replace("num_images: 4", "num_images: 8").replace("[untrained, trained]", "[untrained]")
+    cluster("--max-array-size", "2")
+    text = TINY.replace("num_images: 4", "num_images: 5").replace("[1, 2]", "[1]") \
+               .replace("[untrained, trained]", "[untrained]")
     sweep = launch(tmp_path, grid(tmp_path, text))
     sizes = [len(r["tasks"]) for r in submissions(sweep)]
-    assert sum(sizes) == 8 + 4 and max(sizes) <= 4 and len(sizes) >= 3
+    assert sizes == [2, 2, 1]
     assert set(wait_until_idle(sweep).values()) == {"done"}
     cluster()
 
 
 def test_requeued_attack_resumes_from_its_checkpoint(tmp_path):
-    text = TINY.replace("iterations: 6", "iterations: 60, checkpoint_every_s: 0.5, batch_index: 0") \
+    text = TINY.replace("iterations: 6", "iterations: 40, checkpoint_every_s: 0.5, batch_index: 0") \
                .replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
     sweep = launch(tmp_path, grid(tmp_path, text))
     (job,) = sweep.jobs()
@@ -102,24 +107,33 @@ def test_requeued_attack_resumes_from_its_checkpoint(tmp_path):
     time.sleep(2)
     slurm_id = submissions(sweep)[0]["array_id"]
     subprocess.run(["scontrol", "requeue", slurm_id], check=True, capture_output=True)
+    # SLURM holds a requeued job back for two minutes (Reason=BeginTime) once its old process is gone;
+    # an operator may release it then, as we do here to keep the test short.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = subprocess.run(["squeue", "--noheader", "-j", slurm_id, "--format=%T %r"], capture_output=True,
+                               text=True).stdout.split()
+        if state == ["PENDING", "BeginTime"]:
+            break
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True, capture_output=True)
     assert set(wait_until_idle(sweep).values()) == {"done"}
     row = pl.read_parquet(sweep.root / "shards" / f"{job.job_id}.parquet").row(0, named=True)
     assert row["interruptions"] >= 1
-    assert 0 < row["resumed_from_iteration"] < 60 and row["iterations_done"] == 60
+    assert 0 < row["resumed_from_iteration"] < 40 and row["iterations_done"] == 40
     assert not checkpoint.parent.exists()  # a finished job's checkpoints are removed
 
 
 def test_cancelled_tasks_are_exactly_what_resume_reruns(tmp_path):
-    text = TINY.replace("iterations: 6", "iterations: 20").replace("num_images: 4", "num_images: 6") \
-               .replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
+    text = TINY.replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
     sweep = launch(tmp_path, grid(tmp_path, text))
     (record,) = submissions(sweep)
-    # Two CPUs: tasks 0 and 1 run, the rest wait; cancel two of the waiting ones.
-    cancelled = [record["tasks"][4][0], record["tasks"][5][0]]
-    subprocess.run(["scancel", f"{record['array_id']}_4", f"{record['array_id']}_5"], check=True)
+    # Two CPUs: tasks 0 and 1 run, the rest wait; cancel the two waiting ones.
+    cancelled = [record["tasks"][2][0], record["tasks"][3][0]]
+    subprocess.run(["scancel", f"{record['array_id']}_2", f"{record['array_id']}_3"], check=True)
     states = wait_until_idle(sweep)
     assert sorted(j for j, s in states.items() if s == "lost") == sorted(cancelled)
-    assert sum(s == "done" for s in states.values()) == 4
+    assert sum(s == "done" for s in states.values()) == 2
 
     # Two resumes at once: the sweep lock and the queue check let only one submission through.
     command = ["resume", str(sweep.root), "--executor", "slurm", "--profile", "local"]
@@ -130,7 +144,7 @@ def test_cancelled_tasks_are_exactly_what_resume_reruns(tmp_path):
     resubmitted = [job for r in submissions(sweep)[1:] for task in r["tasks"] for job in task]
     assert sorted(resubmitted) == sorted(cancelled), second.stderr
     assert set(wait_until_idle(sweep).values()) == {"done"}
-    assert len(list((sweep.root / "shards").glob("*.parquet"))) == 6
+    assert len(list((sweep.root / "shards").glob("*.parquet"))) == 4
 
 
 def test_misspelled_profile_key_fails_before_submitting(tmp_path):
