@@ -24,9 +24,9 @@ def nearest(name: str, valid: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> str:
-    """'unknown key 'batch_sise'; did you mean 'batch_size'? (valid: ...)'."""
+def unknown_name(kind: str, name: str, valid: Iterable[str], owner: str = "") -> str:
+    """"unknown parameter 'batch_sise' of kernel 'ig'; did you mean 'batch_size'? (valid: ...)"."""
     valid = sorted(valid, key=str)
     guess = nearest(name, [str(v) for v in valid])
     hint = f"; did you mean '{guess}'?" if guess else ""
-    return f"unknown {kind} '{name}'{hint} (valid: {', '.join(map(str, valid))})"
+    return f"unknown {kind} '{name}'{owner}{hint} (valid: {', '.join(map(str, valid))})"

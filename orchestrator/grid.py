@@ -125,7 +125,7 @@ def parse_grid(text: str, source: str, scale: str | None = None) -> Grid:
 
     def claim(name: str, where: str) -> bool:
         if name not in params:
-            problems.append(f"{where}: {unknown_name('parameter', name, params)} of kernel '{kernel.name}'")
+            problems.append(f"{where}: {unknown_name('parameter', name, params, f' of kernel {kernel.name!r}')}")
             return False
         if name in seen:
             problems.append(f"{where}: '{name}' is already set in {seen[name]}")

@@ -104,7 +104,7 @@ def test_paper_grid_job_count():
 @pytest.mark.parametrize("text, expected", [
     (BASE.replace("axes:", "axis:"), "axis: unknown key 'axis'; did you mean 'axes'?"),
     (BASE.replace("batch_size: [1, 4]", "batch_sise: [1, 4]"),
-     "axes.batch_sise: unknown parameter 'batch_sise'; did you mean 'batch_size'?"),
+     "axes.batch_sise: unknown parameter 'batch_sise' of kernel 'ig'; did you mean 'batch_size'?"),
     (BASE.replace("dataset: embedded", "dataset: cifar"), "fixed.dataset: unknown value 'cifar'"),
     (BASE.replace("[1, 4]", "[1, four]"), "axes.batch_size[1]: expected an integer, got str 'four'"),
     (BASE.replace("kernel: ig", "kernel: igg"), "kernel: unknown kernel 'igg'; did you mean 'ig'?"),
@@ -134,7 +134,7 @@ def test_misspelled_key_fails_fast_names_it_and_creates_nothing(tmp_path, write_
     result = orch("launch", str(path), "--sweep-dir", str(tmp_path / "sweep"))
     elapsed = time.monotonic() - started
     assert result.returncode == 2
-    assert "axes.modelstate: unknown parameter 'modelstate'; did you mean 'model_state'?" in result.stderr
+    assert "axes.modelstate: unknown parameter 'modelstate' of kernel 'ig'; did you mean 'model_state'?" in result.stderr
     assert str(path) in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "sweep").exists()
