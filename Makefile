@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install system-packages demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,20 @@ install: $(STAMP)
 demo: install
 	$(BIN)/orch launch grids/smoke.yaml
 
-test: install
+# Debian's chromium renders the HTML report in a test; the SLURM tests install slurm-wlm and munge
+# themselves through slurm/local-cluster.sh. Both need root, as on CI.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium >/dev/null); \
+	fi
+
+test: install system-packages
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python tests/benchmarks/bench_orchestrator.py
+	$(BIN)/python tests/benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) runs

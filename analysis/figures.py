@@ -1,4 +1,5 @@
-"""Pictures people look at: metric-versus-factor curves and originals above reconstructions."""
+"""Pictures people look at: metric-versus-factor curves (Figures 3, 7, 9, 11, 12) and originals above
+reconstructions. Recovery-specific figures (Figures 5 and 10) are in analysis/paper_figures.py."""
 from __future__ import annotations
 
 import io
@@ -28,32 +29,48 @@ def _group_name(row: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}={row[k]}" for k in keys) or "all"
 
 
-def metric_curves(table: pl.DataFrame, factors: list[str], path: Path) -> Path:
-    """One panel per metric: mean with a ±1 std band against the x factor, one line per other setting."""
+def _draw_curves(ax, table: pl.DataFrame, metric: str, x: str | None, lines: list[str]) -> None:
+    groups = table.partition_by(lines, as_dict=False, maintain_order=True) if lines else [table]
+    numeric_x = bool(x) and table.schema[x].is_numeric()
+    for group in groups:
+        group = group.sort(x) if x else group
+        xs = group[x].to_list() if x else [0]
+        positions = xs if numeric_x else list(range(len(xs)))
+        mean = group[f"{metric}_mean"].to_numpy().astype(float)
+        std = np.nan_to_num(group[f"{metric}_std"].to_numpy().astype(float))  # one image: no spread, no band
+        ax.plot(positions, mean, marker="o", label=_group_name(group.row(0, named=True), lines))
+        ax.fill_between(positions, mean - std, mean + std, alpha=0.2)
+        if x and not numeric_x:
+            ax.set_xticks(positions, [str(v) for v in xs])
+    if numeric_x:
+        levels = sorted(table[x].unique().to_list())
+        if levels[0] > 0 and levels[-1] / levels[0] >= 8:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(v) for v in levels])
+    ax.set_xlabel(x or "")
+    ax.set_ylabel(LABELS[metric])
+    ax.grid(alpha=0.3)
+
+
+def metric_curves(table: pl.DataFrame, factors: list[str], path: Path, x: str | None = None,
+                  panel: str | None = None) -> Path:
+    """Mean with a ±1 std band against the x factor, one line per setting of the other factors: one
+    column of panels per metric and, with `panel` (say `dataset`, as in Figure 3(a)), one row per value.
+    `table` is a factor table (`tables.summarize`); the file format follows the suffix (.png, .pdf)."""
     metrics = [m for m in METRICS if f"{m}_mean" in table.columns and table[f"{m}_mean"].null_count() < len(table)]
-    x = _x_factor(table, factors)
-    others = [f for f in factors if f != x]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    groups = table.partition_by(others, as_dict=False, maintain_order=True) if others else [table]
-    for ax, metric in zip(axes[0], metrics):
-        for group in groups:
-            group = group.sort(x) if x else group
-            xs = group[x].to_list() if x else [0]
-            positions = xs if x and table.schema[x].is_numeric() else list(range(len(xs)))
-            mean = group[f"{metric}_mean"].to_numpy().astype(float)
-            std = np.nan_to_num(group[f"{metric}_std"].to_numpy().astype(float))
-            ax.plot(positions, mean, marker="o", label=_group_name(group.row(0, named=True), others))
-            ax.fill_between(positions, mean - std, mean + std, alpha=0.2)
-            if x and not table.schema[x].is_numeric():
-                ax.set_xticks(positions, [str(v) for v in xs])
-        if x and table.schema[x].is_numeric():
-            if table[x].min() > 0 and table[x].max() / table[x].min() >= 8:
-                ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(table[x].unique().to_list()), [str(v) for v in sorted(table[x].unique().to_list())])
-        ax.set_xlabel(x or "")
-        ax.set_ylabel(LABELS[metric])
-        ax.grid(alpha=0.3)
-    if others:
+    x = x or _x_factor(table, [f for f in factors if f != panel])
+    lines = [f for f in factors if f not in (x, panel)]
+    panels = table.partition_by(panel, as_dict=False, maintain_order=True) if panel else [table]
+    if panel:
+        panels = sorted(panels, key=lambda p: str(p[panel][0]))
+    fig, axes = plt.subplots(len(panels), max(1, len(metrics)), figsize=(4.2 * max(1, len(metrics)),
+                                                                         3.4 * len(panels)), squeeze=False)
+    for row_axes, part in zip(axes, panels):
+        for ax, metric in zip(row_axes, metrics):
+            _draw_curves(ax, part, metric, x, lines)
+            if panel:
+                ax.set_title(f"{panel}={part[panel][0]}", fontsize=9)
+    if lines:
         axes[0][0].legend(fontsize=8)
     fig.suptitle("mean ± std over images and seeds", fontsize=9)
     fig.tight_layout()

@@ -1,14 +1,23 @@
-"""`orch report`: the factor table (CSV, Markdown) and the two pictures, under <sweep>/report/."""
+"""`orch report`: the factor table, the paper's tables that the sweep has data for, and the figures,
+under <sweep>/report/ (tables as CSV, Markdown and LaTeX in report/tables/; figures as PNG, and PDF on
+request). With `html`, also one self-contained page (analysis/html_report.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
+from analysis.export import write_table
 from analysis.figures import metric_curves, reconstruction_grid
+from analysis.influence import influence_evidence, influence_marks
+from analysis.paper_figures import exact_recovery_curve, label_repetition_row
+from analysis.paper_tables import PaperTable, paper_tables
 from analysis.shards import factors, load_images, scan_shards
 from analysis.tables import summarize, to_markdown
+
+MAX_GRIDS = 200  # per-configuration grids in one page; beyond that the page is too heavy to open
 
 
 @dataclass
@@ -16,26 +25,103 @@ class Report:
     table: pl.DataFrame
     files: list[Path]
     notes: list[str]  # why a metric is missing, once each
+    tables: list[PaperTable] = field(default_factory=list)
+    figures: list[tuple[str, Path]] = field(default_factory=list)  # (title, PNG)
+    grids: list[tuple[str, Path]] = field(default_factory=list)  # (configuration, PNG), for the page
 
 
-def write_report(sweep: str | Path, out: str | Path | None = None) -> Report:
+def _figure(draw: Callable[[Path], Path | None], png: Path, pdf: bool) -> Path | None:
+    """Draws to PNG and, on request, once more to PDF beside it."""
+    made = draw(png)
+    if made is not None and pdf:
+        draw(png.with_suffix(".pdf"))
+    return made
+
+
+def _shown_rows(metric_rows: pl.DataFrame, by: list[str], per_setting: int = 8) -> pl.DataFrame:
+    ordered = metric_rows.sort([*by, "image_index"])
+    return ordered.group_by(by, maintain_order=True).head(per_setting) if by else ordered.head(per_setting)
+
+
+def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = False, grids: bool = False,
+                 replicates: int = 1000) -> Report:
+    """Every table and figure the sweep has data for. `grids`: one reconstruction grid per configuration
+    (for the HTML page); `replicates`: bootstrap resamples behind Table I."""
     sweep = Path(sweep)
     out = Path(out) if out else sweep / "report"
     out.mkdir(parents=True, exist_ok=True)
     by = factors(sweep)
     rows = scan_shards(sweep)
+    names = rows.collect_schema().names()
     table = summarize(rows, by)
     files = [out / "summary.csv", out / "summary.md"]
     table.write_csv(files[0])
     files[1].write_text(to_markdown(table))
-    files.append(metric_curves(table, by, out / "metrics.png"))
-    # Only the images of the jobs shown are read: the first few of each setting.
-    metric_rows = rows.select(["job_id", "image_index", *by, "psnr", "ssim", "lpips"]).collect()
-    shown = metric_rows.sort([*by, "image_index"]).group_by(by, maintain_order=True).head(8) if by else metric_rows.head(8)
+    files += write_table(table, out / "tables" / "summary", "Metrics by factor (mean and std over images and seeds)")[2:]
+    report = Report(table, files, [], [PaperTable("summary", "Metrics by factor (mean, std over images and seeds)",
+                                                  table)])
+
+    evidence = influence_evidence(rows, replicates=replicates)
+    if not evidence.is_empty():
+        report.tables += [PaperTable("table1_influence", "Table I from data: does each factor change the attack's "
+                                     "quality? (primary metric; | paper's mark; ≠ disagreement)",
+                                     influence_marks(evidence)),
+                          PaperTable("table1_evidence", "Table I evidence: stratified Spearman rho between factor "
+                                     "level and quality (higher is better), 95% bootstrap interval", evidence)]
+    report.tables += paper_tables(rows)
+    for paper_table in report.tables[1:]:
+        report.files += write_table(paper_table.table, out / "tables" / paper_table.name, paper_table.caption)
+
+    curves = _figure(lambda p: metric_curves(table, by, p), out / "metrics.png", pdf)
+    report.files.append(curves)
+    report.figures.append(("metrics against the grid's factors (mean ± std)", curves))
+    if "dataset" in by and table["dataset"].n_unique() > 1 and len(by) > 1:
+        panels = _figure(lambda p: metric_curves(table, by, p, panel="dataset"), out / "metrics_by_dataset.png", pdf)
+        report.figures.append(("metrics by data set, as in Figure 3(a)", panels))
+    recovery = _figure(lambda p: exact_recovery_curve(rows, p), out / "exact_recovery.png", pdf)
+    if recovery is not None:
+        report.figures.append(("share of exact recoveries against bins, as in Figure 10", recovery))
+
+    # Images are read only here, and only for the jobs shown: the first few of each setting.
+    shown_columns = ["job_id", "image_index", *by, *(m for m in ("psnr", "ssim", "lpips") if m in names)]
+    if "same_label" in names:
+        shown_columns.append("same_label")
+    metric_rows = rows.select(*dict.fromkeys(shown_columns), *(["label"] if "label" in names else [])).collect()
+    if "lpips" not in metric_rows.columns:
+        metric_rows = metric_rows.with_columns(pl.lit(None, pl.Float64).alias("lpips"))
+    shown = _shown_rows(metric_rows, by)
     images = load_images(sweep, shown["job_id"].unique().to_list())
     if len(images):
-        files.append(reconstruction_grid(shown, images, by, out / "reconstructions.png"))
-    notes = []
-    if "lpips_note" in rows.collect_schema().names():
-        notes = rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list()
-    return Report(table, files, sorted(notes))
+        grid = _figure(lambda p: reconstruction_grid(shown, images, by, p), out / "reconstructions.png", pdf)
+        report.files.append(grid)
+        report.figures.append(("originals above reconstructions, first images of each setting", grid))
+    if "same_label" in names and metric_rows["same_label"].n_unique() > 1:
+        first_jobs = metric_rows.group_by("same_label").agg(pl.col("job_id").min())["job_id"].to_list()
+        repeated = metric_rows.filter(pl.col("job_id").is_in(first_jobs))
+        repetition_images = load_images(sweep, first_jobs)
+        if len(repetition_images):
+            row = _figure(lambda p: label_repetition_row(repeated, repetition_images, p), out / "label_repetition.png",
+                          pdf)
+            report.figures.append(("label repetition, as in Figure 5", row))
+    if grids:
+        report.grids = _configuration_grids(sweep, metric_rows, by, out / "grids")
+    report.files += [path for _, path in report.figures if path not in report.files]
+    if "lpips_note" in names:
+        report.notes = sorted(rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list())
+    return report
+
+
+def _configuration_grids(sweep: Path, metric_rows: pl.DataFrame, by: list[str], folder: Path) -> list[tuple[str, Path]]:
+    """One grid per setting of the grid's factors (at most MAX_GRIDS), each reading its own jobs' images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = metric_rows.partition_by(by, as_dict=False, maintain_order=True) if by else [metric_rows]
+    settings = sorted(settings, key=lambda s: tuple(str(s[f][0]) for f in by))[:MAX_GRIDS]
+    made = []
+    for i, setting in enumerate(settings):
+        shown = _shown_rows(setting, by)
+        images = load_images(sweep, shown["job_id"].unique().to_list())
+        if images.is_empty():
+            continue
+        name = ", ".join(f"{f}={setting[f][0]}" for f in by) or "all"
+        made.append((name, reconstruction_grid(shown, images, [], folder / f"configuration_{i:03d}.png")))
+    return made

@@ -215,17 +215,20 @@ def logs(sweep_dir: Path, job_id: str) -> None:
 
 
 @app.command()
-def report(sweep_dir: Path, out_dir: Annotated[Optional[Path], typer.Option(help="default: <sweep>/report")] = None) -> None:
-    """Mean and std of PSNR / SSIM / LPIPS by the grid's factors, as a table, CSV, Markdown and PNGs."""
-    _report(sweep_dir, out_dir)
+def report(sweep_dir: Path, out_dir: Annotated[Optional[Path], typer.Option(help="default: <sweep>/report")] = None,
+           html: Annotated[bool, typer.Option("--html", help="also write report.html: one self-contained page")] = False,
+           pdf: Annotated[bool, typer.Option("--pdf", help="write every figure as PDF too (PNG always)")] = False) -> None:
+    """PSNR / SSIM / LPIPS by the grid's factors and the paper's tables the sweep has data for (CSV, Markdown,
+    LaTeX), the figures, and with --html one page holding all of it."""
+    _report(sweep_dir, out_dir, html=html, pdf=pdf)
 
 
-def _report(sweep_dir: Path, out_dir: Path | None = None) -> None:
+def _report(sweep_dir: Path, out_dir: Path | None = None, html: bool = False, pdf: bool = False) -> None:
     from analysis.report import write_report
     from analysis.tables import compact
 
     try:
-        result = write_report(sweep_dir, out_dir)
+        result = write_report(sweep_dir, out_dir, pdf=pdf, grids=html)
     except FileNotFoundError as e:
         err.print(f"no report: {e}", highlight=False)
         return
@@ -236,7 +239,18 @@ def _report(sweep_dir: Path, out_dir: Path | None = None) -> None:
     out.print(table)
     for note in result.notes:
         out.print(f"note: {note}", highlight=False)
-    for path in result.files:
+    files = list(result.files)
+    if html:
+        from analysis.html_report import write_html
+
+        sweep = Sweep(sweep_dir)
+        try:
+            states = job_states(sweep, sweep.jobs(), sweep.meta()["max_attempts"])
+        except OrchError as e:
+            _fail(e)
+        files.append(write_html(sweep_dir, result, states,
+                                (Path(out_dir) if out_dir else Path(sweep_dir) / "report") / "report.html"))
+    for path in files:
         out.print(f"wrote {path}", highlight=False)
 
 

@@ -1,0 +1,111 @@
+"""Figures 5 and 10 of the paper, and reconstruction grids for any slice of a sweep."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+from analysis.figures import _decode, reconstruction_grid  # noqa: E402
+from analysis.influence import SAME_LABEL  # noqa: E402
+from analysis.shards import load_images, scan_shards  # noqa: E402
+
+SHOWN = ["job_id", "image_index", "psnr", "ssim", "lpips"]
+
+
+def _metrics_line(frame: pl.DataFrame) -> str:
+    lpips = frame["lpips"].mean() if "lpips" in frame.columns else None
+    lp = "–" if lpips is None else f"{lpips:.4f}"
+    return f"PSNR {frame['psnr'].mean():.2f}\nSSIM {frame['ssim'].mean():.4f}\nLPIPS {lp}"
+
+
+def label_repetition_row(rows: pl.DataFrame, images: pl.DataFrame, path: Path) -> Path:
+    """Figure 5: one batch per number of images sharing a label (`same_label` if the rows have it, else
+    counted from `label` within each job), originals above reconstructions, the batch's mean PSNR / SSIM
+    / LPIPS beneath. `rows` holds metric rows; `images` those jobs' PNGs (`shards.load_images`)."""
+    if "same_label" not in rows.columns:
+        rows = rows.with_columns(SAME_LABEL.alias("same_label"))
+    joined = rows.join(images, on=["job_id", "image_index"], how="inner")
+    batches = [group.sort("image_index") for _, group in
+               sorted(joined.group_by("same_label"), key=lambda kv: kv[0][0])]
+    batches = [b.filter(pl.col("job_id") == b["job_id"].min()) for b in batches]  # one batch per level
+    columns = sum(len(b) for b in batches)
+    fig, axes = plt.subplots(2, columns, figsize=(1.2 * columns + 0.6, 3.6), squeeze=False)
+    c = 0
+    for batch in batches:
+        for i, row in enumerate(batch.iter_rows(named=True)):
+            axes[0][c + i].imshow(_decode(row["original_png"]))
+            axes[1][c + i].imshow(_decode(row["reconstruction_png"]))
+            for ax in (axes[0][c + i], axes[1][c + i]):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0][c].set_title(f"{batch['same_label'][0]} same label", fontsize=8, loc="left")
+        axes[1][c].set_xlabel(_metrics_line(batch), fontsize=7, loc="left")
+        c += len(batch)
+    axes[0][0].set_ylabel("original", fontsize=8)
+    axes[1][0].set_ylabel("reconstruction", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
+    """Figure 10: share of exactly recovered images against the number of bins, one line per batch size
+    (the paper shows B = 64), the added parameters on the upper axis when the rows carry
+    `added_parameters`. Expects `bins`, `batch_size` and `exact`; None when they are absent."""
+    names = rows.collect_schema().names()
+    if not {"bins", "batch_size", "exact"} <= set(names):
+        return None
+    extra = [pl.col("added_parameters").first()] if "added_parameters" in names else []
+    share = (rows.filter(pl.col("exact").is_not_null()).group_by("batch_size", "bins")
+             .agg(pl.col("exact").cast(pl.Float64).mean().alias("share"), *extra).sort("batch_size", "bins").collect())
+    if share.is_empty():
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for (batch_size,), line in share.group_by("batch_size", maintain_order=True):
+        ax.plot(line["bins"], line["share"], marker="o", label=f"B={batch_size}")
+    bins = sorted(share["bins"].unique().to_list())
+    if bins[0] > 0 and bins[-1] / bins[0] >= 8:
+        ax.set_xscale("log")
+    ax.set_xlabel("bins")
+    ax.set_ylabel("share of images recovered exactly")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if extra:
+        params = share.group_by("bins").agg(pl.col("added_parameters").first()).sort("bins")
+        top = ax.twiny()
+        top.set_xscale(ax.get_xscale())
+        top.set_xlim(ax.get_xlim())
+        top.set_xticks(params["bins"].to_list(), [f"{p:.2g}" for p in params["added_parameters"]], fontsize=7)
+        top.minorticks_off()
+        top.set_xlabel("added parameters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def slice_grid(sweep: str | Path, path: Path, where: dict | None = None, by: list[str] | None = None,
+               per_setting: int = 8) -> Path | None:
+    """Originals above reconstructions, captioned with PSNR / SSIM / LPIPS, for the rows matching every
+    `where` key (a list means any of), one block per setting of `by`. Reads the images of the shown jobs
+    only; None when the slice is empty or has no stored images."""
+    rows = scan_shards(sweep)
+    for key, value in (where or {}).items():
+        rows = rows.filter(pl.col(key).is_in(value) if isinstance(value, list) else pl.col(key) == value)
+    by = by or []
+    names = rows.collect_schema().names()
+    metric_rows = rows.select(*dict.fromkeys([*by, *(c for c in SHOWN if c in names)])).collect()
+    if "lpips" not in metric_rows.columns:
+        metric_rows = metric_rows.with_columns(pl.lit(None, pl.Float64).alias("lpips"))
+    shown = (metric_rows.sort([*by, "image_index"]).group_by(by, maintain_order=True).head(per_setting) if by
+             else metric_rows.sort("image_index").head(per_setting))
+    images = load_images(sweep, shown["job_id"].unique().to_list())
+    if shown.is_empty() or images.is_empty():
+        return None
+    return reconstruction_grid(shown, images, by, path, per_setting)

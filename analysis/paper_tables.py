@@ -1,0 +1,117 @@
+"""Tables II, III and IV of the paper, in the paper's shape, from whatever rows the sweep holds.
+
+Each function takes the lazy metrics rows and returns a `PaperTable`, or None when the columns it needs
+are absent (the kernel that writes them has not run in this sweep). Only metric columns are read:
+never the image files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from analysis.tables import METRICS
+
+HEADERS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
+SIMULATIONS = ("strong", "weak", "none")  # Table III's column groups, in the paper's order
+SIMULATION_NAMES = {"strong": "Strong Simulation", "weak": "Weak Simulation", "none": "No Simulation"}
+
+
+@dataclass
+class PaperTable:
+    name: str  # file stem: table2_similarity, ...
+    caption: str
+    table: pl.DataFrame
+
+
+def _has(rows: pl.LazyFrame, columns: tuple[str, ...]) -> bool:
+    return set(columns) <= set(rows.collect_schema().names())
+
+
+def _varying(frame: pl.DataFrame, candidates: tuple[str, ...]) -> list[str]:
+    """The candidate columns that take more than one value: they become leading key columns."""
+    return [c for c in candidates if c in frame.columns and frame[c].n_unique() > 1]
+
+
+def _single_values(frame: pl.DataFrame, candidates: tuple[str, ...]) -> str:
+    fixed = [f"{c}={frame[c][0]}" for c in candidates if c in frame.columns and frame[c].n_unique() == 1]
+    return f" ({', '.join(fixed)})" if fixed else ""
+
+
+def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
+    """Table II: cosine similarity between the gradient of a single image and the gradient of a batch.
+
+    Expects `reference_image` (row name, e.g. "I_1^1": the first image of batch I_1), `batch_name`
+    (column name, e.g. "I_3": a batch holding 3 images with the same label) and `cosine_similarity`
+    (float), one row per pair and seed; cells are means over seeds. A pair the sweep did not measure
+    prints "–", as the paper prints "-"."""
+    columns = ("reference_image", "batch_name", "cosine_similarity")
+    if not _has(rows, columns):
+        return None
+    pairs = (rows.filter(pl.col("cosine_similarity").is_not_null())
+             .group_by("reference_image", "batch_name").agg(pl.col("cosine_similarity").mean()).collect())
+    if pairs.is_empty():
+        return None
+    table = pairs.select("reference_image").unique().sort("reference_image")
+    for batch in sorted(pairs["batch_name"].unique().to_list()):
+        cells = pairs.filter(pl.col("batch_name") == batch).select(
+            "reference_image", pl.col("cosine_similarity").round(4).alias(batch))
+        table = table.join(cells, on="reference_image", how="left")
+    return PaperTable("table2_similarity", "Cosine similarity between pairwise gradients (mean over seeds)",
+                      table.rename({"reference_image": ""}))
+
+
+def fedavg_table(rows: pl.LazyFrame) -> PaperTable | None:
+    """Table III: IG under practical FedAvg, one row per local epochs E and local batch size B,
+    PSNR / SSIM / LPIPS means for strong, weak and no simulation.
+
+    Expects `local_epochs` (int), `local_batch_size` (int; the `ig_fedavg` kernel's B) or else
+    `batch_size`, `simulation` ('strong' | 'weak' | 'none') and the metric columns; `dataset` becomes a
+    leading column when the sweep holds more than one."""
+    names = rows.collect_schema().names()
+    batch = "local_batch_size" if "local_batch_size" in names else "batch_size"
+    if not _has(rows, ("local_epochs", batch, "simulation")):
+        return None
+    metrics = [m for m in METRICS if m in names]
+    means = (rows.filter(pl.col("simulation").is_not_null() & pl.col("local_epochs").is_not_null())
+             .rename({batch: "batch_size"}).group_by("dataset", "local_epochs", "batch_size", "simulation")
+             .agg(pl.col(m).mean() for m in metrics).collect())
+    if means.is_empty():
+        return None
+    keys = [*_varying(means, ("dataset",)), "local_epochs", "batch_size"]
+    table = means.select(keys).unique().sort(keys)
+    for simulation in [s for s in SIMULATIONS if s in set(means["simulation"])]:
+        part = means.filter(pl.col("simulation") == simulation).select(
+            *keys, *(pl.col(m).alias(f"{SIMULATION_NAMES[simulation]} {HEADERS[m]}") for m in metrics))
+        table = table.join(part, on=keys, how="left")
+    caption = "Reconstruction results of IG under practical FedAvg" + _single_values(means, ("dataset",))
+    return PaperTable("table3_fedavg", caption, table.rename({"local_epochs": "E", "batch_size": "B"}))
+
+
+def robbing_table(rows: pl.LazyFrame) -> PaperTable | None:
+    """Table IV: images exactly recovered by Robbing the Fed, "k/n" per batch size and data set.
+
+    Expects `bins` (int), `batch_size` (int), `dataset` (str) and `exact` (bool, one row per attacked
+    image). `n` counts the images attacked (64 per batch size in the paper; more with several seeds).
+    `bins`, `model_state` and `model` become leading columns when they vary."""
+    if not _has(rows, ("bins", "batch_size", "dataset", "exact")):
+        return None
+    extra = [c for c in ("model_state", "model") if c in rows.collect_schema().names()]
+    counts = (rows.filter(pl.col("exact").is_not_null() & pl.col("bins").is_not_null())
+              .group_by("bins", *extra, "batch_size", "dataset")
+              .agg(pl.col("exact").sum().alias("k"), pl.len().alias("n")).collect())
+    if counts.is_empty():
+        return None
+    keys = [*_varying(counts, ("bins", *extra)), "batch_size"]
+    table = counts.select(keys).unique().sort(keys)
+    for dataset in sorted(counts["dataset"].unique().to_list()):
+        part = counts.filter(pl.col("dataset") == dataset).select(
+            *keys, pl.format("{}/{}", "k", "n").alias(dataset))
+        table = table.join(part, on=keys, how="left")
+    caption = "Images exactly reconstructed by Robbing the Fed" + _single_values(counts, ("bins", *extra))
+    return PaperTable("table4_robbing", caption, table.rename({"batch_size": "Batch Size"}))
+
+
+def paper_tables(rows: pl.LazyFrame) -> list[PaperTable]:
+    """Every one of Tables II-IV that this sweep has the columns for."""
+    return [t for t in (similarity_table(rows), fedavg_table(rows), robbing_table(rows)) if t is not None]
