@@ -8,8 +8,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kernels.data.catalog import DATASETS, missing_data
+from kernels.model_catalog import (ACTIVATION_NAMES, DEFAULT_ACTIVATION, IMAGENET_WEIGHT_FILES, IMAGENET_WEIGHTS,
+                                   torch_hub_dir)
 from kernels.params import Param
 
 
@@ -43,7 +46,12 @@ _DATA_PARAMS = {
     "dataset": Param(str, "embedded", "data set to attack", choices=tuple(DATASETS)),
     "data_root": Param(str, None, "folder holding the data sets (default $GIA_DATA_ROOT or ./data)",
                        nullable=True, identity=False),
-    "model": Param(str, "resnet18", "target architecture", choices=("resnet18",)),
+    "model": Param(str, "resnet18", "target architecture (ResNets take the CIFAR stem at 32x32)",
+                   choices=tuple(DEFAULT_ACTIVATION)),
+    "activation": Param(str, None, "activation of every layer (default: the architecture's own, "
+                        "Sigmoid for LeNet, ReLU otherwise)", nullable=True, choices=ACTIVATION_NAMES),
+    "resolution": Param(int, None, "image side fed to the model (default: the data set's own; "
+                        "ImageNet may be resized to 64 or 128, the embedded set cut at 64)", nullable=True, choices=(32, 64, 128, 224)),
     "model_seed": Param(int, 0, "seed of the model's initial weights (shared by all jobs of a sweep)"),
 }
 
@@ -56,80 +64,219 @@ _TRAIN_PARAMS = {
 
 def train_recipe(p: dict) -> dict:
     """The parameters that decide a trained checkpoint (the cache key of kernels.training)."""
-    keys = ["dataset", "data_root", "model", "model_seed", "train_epochs", "train_lr", "train_pool"]
+    keys = ["dataset", "data_root", "model", "activation", "resolution", "model_seed", "train_epochs",
+            "train_lr", "train_pool"]
     return {k: p[k] for k in keys}
 
 
-def _data_preflight(p: dict) -> str | None:
-    return missing_data(p["dataset"], p["data_root"])
+def _data_resolve(p: dict) -> dict:
+    return {**p, "activation": p["activation"] or DEFAULT_ACTIVATION[p["model"]],
+            "resolution": p["resolution"] or DATASETS[p["dataset"]].resolution}
 
 
-# --- Inverting Gradients (Geiping et al. 2020) under FedSGD ----------------------------------------
+def _data_check(p: dict) -> str | None:
+    sides = DATASETS[p["dataset"]].sides
+    if p["resolution"] not in sides:
+        return f"resolution {p['resolution']}: {p['dataset']} is read at {', '.join(map(str, sides))}"
+    return None
 
-def _ig_resolve(p: dict) -> dict:
-    if p["tv"] is None:
-        p = {**p, "tv": DATASETS[p["dataset"]].ig_tv}
-    return p
+
+def pretrained_weights_path(model: str) -> Path:
+    return Path(torch_hub_dir()) / "checkpoints" / IMAGENET_WEIGHT_FILES[model]
 
 
-def _ig_check(p: dict) -> str | None:
+def _state_check(p: dict) -> str | None:
+    """ImageNet's trained state is torchvision's pretrained ResNet, which exists only as published."""
+    if p["model_state"] != "trained" or not DATASETS[p["dataset"]].pretrained:
+        return None
+    if p["model"] not in IMAGENET_WEIGHTS:
+        return (f"model_state=trained on {p['dataset']} uses torchvision's ImageNet weights, which exist for "
+                f"{', '.join(IMAGENET_WEIGHTS)}, not {p['model']}")
+    if p["activation"] != "relu":
+        return f"model_state=trained on {p['dataset']}: torchvision's pretrained weights are for ReLU, not {p['activation']}"
+    return None
+
+
+def _train_check(p: dict) -> str | None:
+    if DATASETS[p["dataset"]].pretrained:
+        return f"{p['dataset']} is not trained here: its trained state is torchvision's pretrained weights"
+    return _data_check(p)
+
+
+def _preflight(p: dict) -> str | None:
+    problem = missing_data(p["dataset"], p["data_root"])
+    if problem or p.get("model_state") != "trained" or not DATASETS[p["dataset"]].pretrained:
+        return problem
+    path = pretrained_weights_path(p["model"])
+    if path.exists():
+        return None
+    return (f"torchvision's ImageNet weights for {p['model']} are not staged: {path} is missing (nothing is "
+            f"downloaded at run time; see README, 'Pretrained ImageNet weights')")
+
+
+def _prerequisites(p: dict) -> list[tuple[str, dict]]:
+    if p["model_state"] == "trained" and not DATASETS[p["dataset"]].pretrained:
+        return [("train_model", train_recipe(p))]
+    return []
+
+
+# --- one client batch under FedSGD: shared by the optimisation attacks ----------------------------
+
+def _batch_params(default_labels: str, label_choices: tuple[str, ...]) -> dict[str, Param]:
+    return {
+        "model_state": Param(str, "untrained", "weights of the attacked model (trained: the project's own "
+                             "training run; on ImageNet torchvision's pretrained weights)",
+                             choices=("untrained", "trained")),
+        "num_images": Param(int, 64, "size of the data set's attacked subset", min=1),
+        "data_seed": Param(int, 0, "seed of the subset and of its split into batches"),
+        "batch_size": Param(int, doc="client batch size B", min=1),
+        "batch_index": Param(int, None, "which of the num_images/B batches (default: every one)", nullable=True),
+        "same_label": Param(int, None, "Figure 5: number of images of each batch that share one label, the "
+                            "others all distinct (0: all distinct; default: the data set's subset protocol)",
+                            nullable=True, min=0),
+        "labels": Param(str, default_labels, "labels the attacker uses: known (handed over), idlg (B=1, "
+                        "sign of the last layer's gradient), analytic (batch, LLG-style counts)"
+                        + (", joint (optimised with the images, DLG)" if "joint" in label_choices else ""),
+                        choices=label_choices),
+        "seed": Param(int, 0, "seed of the attack's random initialisation"),
+        "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
+        "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
+                                    identity=False),
+    }
+
+
+def _batch_check(p: dict) -> str | None:
     n, b = p["num_images"], p["batch_size"]
     if n % b:
         return f"num_images ({n}) must be a multiple of batch_size ({b}): the subset is split into num_images/B batches"
     if p["batch_index"] is not None and not 0 <= p["batch_index"] < n // b:
         return f"batch_index ({p['batch_index']}) must be in [0, {n // b})"
-    return None
+    if p["same_label"] is not None and (p["same_label"] == 1 or p["same_label"] > b):
+        return f"same_label ({p['same_label']}) must be 0 (all labels distinct) or in [2, batch_size={b}]"
+    if p["labels"] == "idlg" and b != 1:
+        return f"labels=idlg restores the label of one image; batch_size is {b} (use labels=analytic)"
+    return _data_check(p) or _state_check(p)
 
 
-def _ig_fan_out(p: dict) -> dict[str, list]:
+def _batch_fan_out(p: dict) -> dict[str, list]:
     if p["batch_index"] is not None:
         return {}
     return {"batch_index": list(range(p["num_images"] // p["batch_size"]))}
 
 
-def _ig_prerequisites(p: dict) -> list[tuple[str, dict]]:
-    return [("train_model", train_recipe(p))] if p["model_state"] == "trained" else []
+_IG_OPTIMISATION = {
+    "iterations": Param(int, 24000, "attack iterations", min=1),
+    "lr": Param(float, 0.1, "Adam learning rate, x0.1 at 3/8, 5/8 and 7/8 of the iterations", min=0.0),
+    "tv": Param(float, None, "total-variation weight (default: 1e-2 for 32x32 sets, 1e-6 for ImageNet)",
+                nullable=True, min=0.0),
+    "cost_fn": Param(str, "sim", "gradient distance: cosine ('sim') or squared L2", choices=("sim", "l2")),
+    "signed": Param(bool, True, "step on the sign of the image gradient"),
+    "boxed": Param(bool, True, "clamp pixels to the valid range after each step"),
+}
 
+
+def _ig_resolve(p: dict) -> dict:
+    p = _data_resolve(p)
+    if p["tv"] is None:
+        p = {**p, "tv": DATASETS[p["dataset"]].ig_tv}
+    return p
+
+
+# --- Inverting Gradients (Geiping et al. 2020) under FedSGD ----------------------------------------
 
 IG = Kernel(
     name="ig",
-    version="ig-1",
+    version="ig-2",
     entry="kernels.ig_kernel:run",
     doc="Inverting Gradients: cosine gradient distance + TV, Adam, signed gradients, boxed pixels.",
+    params={**_DATA_PARAMS, **_TRAIN_PARAMS, **_batch_params("known", ("known", "idlg", "analytic")),
+            **_IG_OPTIMISATION},
+    check=_batch_check,
+    resolve=_ig_resolve,
+    fan_out=_batch_fan_out,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+# --- Deep Leakage from Gradients (Zhu et al. 2019) ------------------------------------------------
+
+DLG = Kernel(
+    name="dlg",
+    version="dlg-1",
+    entry="kernels.dlg_kernel:run",
+    doc="DLG: squared L2 gradient distance, L-BFGS on images (and labels, jointly, by default).",
+    params={
+        **_DATA_PARAMS,
+        "model": Param(str, "lenet", "target architecture (DLG attacked its Sigmoid LeNet)",
+                       choices=tuple(DEFAULT_ACTIVATION)),
+        **_TRAIN_PARAMS,
+        **_batch_params("joint", ("joint", "known", "idlg", "analytic")),
+        "iterations": Param(int, 300, "L-BFGS steps (each up to 20 evaluations of the objective)", min=1),
+        "lr": Param(float, 1.0, "L-BFGS learning rate", min=0.0),
+    },
+    check=_batch_check,
+    resolve=_data_resolve,
+    fan_out=_batch_fan_out,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+# --- Inverting Gradients against practical FedAvg (Table III) ------------------------------------
+
+SIMULATIONS = ("strong", "weak", "none")
+
+
+def _fedavg_check(p: dict) -> str | None:
+    n = p["num_images"]
+    if n % p["local_batch_size"]:
+        return f"num_images ({n}) must be a multiple of local_batch_size ({p['local_batch_size']})"
+    if p["simulation"] == "weak" and n < p["sim_batch_size"]:
+        return f"simulation=weak steps through batches of sim_batch_size ({p['sim_batch_size']}) > num_images ({n})"
+    return _data_check(p) or _state_check(p)
+
+
+FEDAVG = Kernel(
+    name="ig_fedavg",
+    version="ig-fedavg-1",
+    entry="kernels.fedavg_kernel:run",
+    doc="IG on one FedAvg client update: E local epochs of SGD over its num_images images, attacked with "
+        "strong, weak or no simulation of the local training.",
     params={
         **_DATA_PARAMS,
         **_TRAIN_PARAMS,
         "model_state": Param(str, "untrained", "weights of the attacked model", choices=("untrained", "trained")),
-        "num_images": Param(int, 64, "size of the data set's attacked subset", min=1),
-        "data_seed": Param(int, 0, "seed of the subset and of its split into batches"),
-        "batch_size": Param(int, doc="client batch size B", min=1),
-        "batch_index": Param(int, None, "which of the num_images/B batches (default: every one)", nullable=True),
-        "iterations": Param(int, 24000, "attack iterations", min=1),
-        "lr": Param(float, 0.1, "Adam learning rate, x0.1 at 3/8, 5/8 and 7/8 of the iterations", min=0.0),
-        "tv": Param(float, None, "total-variation weight (default: 1e-2 for 32x32 sets, 1e-6 for ImageNet)",
-                    nullable=True, min=0.0),
-        "cost_fn": Param(str, "sim", "gradient distance: cosine ('sim') or squared L2", choices=("sim", "l2")),
-        "signed": Param(bool, True, "step on the sign of the image gradient"),
-        "boxed": Param(bool, True, "clamp pixels to the valid range after each step"),
+        "num_images": Param(int, 64, "the client's local data set, attacked whole", min=1),
+        "data_seed": Param(int, 0, "seed of the client's images and of their order in local training"),
+        "local_epochs": Param(int, doc="E: the client's local epochs", min=1),
+        "local_batch_size": Param(int, doc="B: the client's local batch size", min=1),
+        "local_lr": Param(float, 0.01, "the client's SGD learning rate", min=0.0),
+        "simulation": Param(str, doc="what the server knows of the local training: strong (everything), "
+                            "weak (assumes sim_* settings), none (takes the update for a gradient)",
+                            choices=SIMULATIONS),
+        "sim_batch_size": Param(int, 8, "batch size the server assumes under weak simulation", min=1),
+        "sim_epochs": Param(int, 2, "epochs the server assumes under weak simulation", min=1),
+        "sim_lr": Param(float, 1e-3, "learning rate the server assumes under weak simulation", min=0.0),
+        **_IG_OPTIMISATION,
         "seed": Param(int, 0, "seed of the attack's random initialisation"),
         "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
         "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
                                     identity=False),
     },
-    check=_ig_check,
+    check=_fedavg_check,
     resolve=_ig_resolve,
-    fan_out=_ig_fan_out,
-    prerequisites=_ig_prerequisites,
-    preflight=_data_preflight,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
 )
 
 TRAIN_MODEL = Kernel(
     name="train_model",
-    version="train-1",
+    version="train-2",
     entry="kernels.training:run",
     doc="Trains the target model on the data set in use; the checkpoint is cached by the recipe's hash.",
     params={**_DATA_PARAMS, **_TRAIN_PARAMS},
-    preflight=_data_preflight,
+    check=_train_check,
+    resolve=_data_resolve,
+    preflight=_preflight,
 )
 
-KERNELS: dict[str, Kernel] = {k.name: k for k in (IG, TRAIN_MODEL)}
+KERNELS: dict[str, Kernel] = {k.name: k for k in (IG, DLG, FEDAVG, TRAIN_MODEL)}

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from kernels import runtime
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import load_split
+from kernels.model_catalog import IMAGENET_WEIGHTS
 from kernels.models import build_model
 from kernels.result import KernelResult
 
-VERSION = "train-1"
+VERSION = "train-2"
 BATCH = 128
 
 
@@ -33,10 +34,37 @@ def checkpoint_path(cache_dir: Path, recipe: dict) -> Path:
 
 
 def load_trained(model: torch.nn.Module, cache_dir: Path, recipe: dict) -> None:
+    """The `trained` state: torchvision's ImageNet weights for ImageNet, else the project's checkpoint."""
+    if DATASETS[recipe["dataset"]].pretrained:
+        load_pretrained(model, recipe["model"])
+        return
     path = checkpoint_path(cache_dir, recipe)
     if not path.exists():
         raise FileNotFoundError(f"trained checkpoint {path} is missing: its train_model job has not run")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+
+
+def pretrained_weights_path(model: str) -> Path:
+    """Where torchvision keeps its ImageNet weights for `model` (checked against torchvision's own name)."""
+    import torchvision.models as tvm
+
+    weights = getattr(tvm, IMAGENET_WEIGHTS[model]).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def load_pretrained(model: torch.nn.Module, name: str) -> None:
+    """Reads torchvision's staged ImageNet weights; never downloads them."""
+    if name not in IMAGENET_WEIGHTS:
+        raise ValueError(f"no torchvision ImageNet weights for {name!r} (valid: {', '.join(IMAGENET_WEIGHTS)})")
+    path = pretrained_weights_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"torchvision's ImageNet weights for {name} are not staged: {path} is missing "
+                                "(see README, 'Pretrained ImageNet weights')")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated copy: torch raises several kinds
+        raise RuntimeError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: {e}); stage it again") from None
+    model.load_state_dict(state)
 
 
 def _accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -56,9 +84,10 @@ def run(params: dict, ctx) -> KernelResult:
     info = DATASETS[params["dataset"]]
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
     std = torch.tensor(info.std).view(1, 3, 1, 1)
-    x, y = load_split(params["dataset"], params["data_root"], "train", params["train_pool"])
+    x, y = load_split(params["dataset"], params["data_root"], "train", params["train_pool"], params["resolution"])
     x, y = ((torch.as_tensor(x) - mean) / std).to(device), torch.as_tensor(y).to(device)
-    model = build_model(params["model"], info.num_classes, x.shape[-1], params["model_seed"]).to(device)
+    model = build_model(params["model"], info.num_classes, params["resolution"], params["model_seed"],
+                        params["activation"]).to(device)
 
     epochs = params["train_epochs"]
     optimizer = torch.optim.SGD(model.parameters(), lr=params["train_lr"], momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -83,7 +112,7 @@ def run(params: dict, ctx) -> KernelResult:
             schedule.step()
             losses.append(loss.item())
 
-    ax, ay = load_split(params["dataset"], params["data_root"], "attack", params["train_pool"])
+    ax, ay = load_split(params["dataset"], params["data_root"], "attack", params["train_pool"], params["resolution"])
     ax, ay = ((torch.as_tensor(ax) - mean) / std).to(device), torch.as_tensor(ay).to(device)
     metrics = {
         "train_loss": float(np.mean(losses[-steps_per_epoch:])),

@@ -38,12 +38,12 @@ def test_ids_are_stable_and_content_addressed():
     # Pinned: an id changes only if the parameters, their defaults or the kernel version change.
     first = a.jobs[0]
     assert first.params["batch_size"] == 1 and first.params["batch_index"] == 0
-    assert first.job_id == "ig-d057fd36d271"
+    assert first.job_id == "ig-476cd56d0f82"
     # ...and it is the documented contract: sha256 of the canonical JSON of kernel, version, parameters.
     import hashlib
     import json
 
-    canonical = json.dumps({"kernel": "ig", "version": "ig-1",
+    canonical = json.dumps({"kernel": "ig", "version": "ig-2",
                             "params": {k: v for k, v in first.params.items() if k not in ("data_root", "checkpoint_every_s")}},
                            sort_keys=True, separators=(",", ":"))
     assert first.job_id == "ig-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -98,7 +98,8 @@ def test_paper_grid_job_count():
 
     p = expand(load_grid(ROOT / "grids" / "opgia.yaml"))
     # 4 data sets x 2 states x (64/1 + 64/4 + 64/8 + 64/16 + 64/32 + 64/64) batches
-    assert len(p.jobs) == 4 * 2 * 95 and len(p.prerequisites) == 4
+    # ImageNet's trained state is torchvision's pretrained weights: training jobs only for the other 3 sets
+    assert len(p.jobs) == 4 * 2 * 95 and len(p.prerequisites) == 3
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -69,11 +69,18 @@ def invert(
     generator: torch.Generator,
     checkpoint: AttackCheckpoint | None = None,
     progress: Callable[[int, float], None] | None = None,
+    observe: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, float, dict]:
     """Returns the reconstruction (normalised, like the model's input), the final objective, and how
-    the run went: interruptions survived and the iteration it last resumed from."""
+    the run went: interruptions survived and the iteration it last resumed from.
+
+    `observe` maps candidate images to what is compared with `target`, differentiably; by default the
+    FedSGD gradient (FedAvg passes a simulation of the client's local training instead)."""
     device = target[0].device
     params = list(model.parameters())
+    if observe is None:
+        def observe(x: torch.Tensor) -> list[torch.Tensor]:
+            return torch.autograd.grad(F.cross_entropy(model(x), labels), params, create_graph=True)
     distance = gradient_distance(config.cost_fn, target)
     x = torch.randn((len(labels), *shape), generator=generator, device="cpu").to(device).requires_grad_(True)
     low, high = (0 - mean) / std, (1 - mean) / std
@@ -89,8 +96,9 @@ def invert(
         start, loss_value = saved["step"], saved["loss"]
         run = {"interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
     for step in range(start, config.iterations):
-        trial = torch.autograd.grad(F.cross_entropy(model(x), labels), params, create_graph=True)
-        loss = distance(trial) + config.tv * total_variation(x)
+        loss = distance(observe(x)) + config.tv * total_variation(x)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the attack's objective became {float(loss)} at iteration {step + 1}")
         (x.grad,) = torch.autograd.grad(loss, [x])
         if config.signed:
             x.grad.sign_()

@@ -37,33 +37,35 @@ def _photograph(name: str) -> np.ndarray:
     return transform.resize(img, (round(img.shape[0] * scale), round(img.shape[1] * scale)), anti_aliasing=True)
 
 
-def _crop(img: np.ndarray, top: float, left: float, fraction: float, flip: bool = False) -> np.ndarray:
+def _crop(img: np.ndarray, top: float, left: float, fraction: float, flip: bool = False, side: int = SIDE) -> np.ndarray:
     h, w, _ = img.shape
-    side = int(min(h, w) * fraction)
-    r, c = int(round(top * (h - side))), int(round(left * (w - side)))
-    patch = transform.resize(img[r:r + side, c:c + side], (SIDE, SIDE), anti_aliasing=True)
+    crop = int(min(h, w) * fraction)
+    r, c = int(round(top * (h - crop))), int(round(left * (w - crop)))
+    patch = transform.resize(img[r:r + crop, c:c + crop], (side, side), anti_aliasing=True)
     if flip:
         patch = patch[:, ::-1]
     return np.clip(patch, 0.0, 1.0).transpose(2, 0, 1)
 
 
 @cache
-def evaluation_split() -> tuple[np.ndarray, np.ndarray]:
+def evaluation_split(side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """The same 64 views at any side (32 by default; 64 for resolution sweeps: the views are ~70 px
+    of the working photograph, so larger sides would only upsample)."""
     images, labels = [], []
     for label, name in enumerate(PHOTOGRAPHS):
         img = _photograph(name)
         for top, left in _VIEWS:
-            images.append(_crop(img, top, left, _VIEW_FRACTION))
+            images.append(_crop(img, top, left, _VIEW_FRACTION, side=side))
             labels.append(label)
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
-def training_split(count: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+def training_split(count: int, seed: int = 1234, side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for i in range(count):
         label = i % len(PHOTOGRAPHS)
         images.append(_crop(_photograph(PHOTOGRAPHS[label]), rng.uniform(), rng.uniform(),
-                            rng.uniform(0.35, 0.75), flip=bool(rng.integers(2))))
+                            rng.uniform(0.35, 0.75), flip=bool(rng.integers(2)), side=side))
         labels.append(label)
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)

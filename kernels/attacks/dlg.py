@@ -1,0 +1,91 @@
+"""Deep Leakage from Gradients (Zhu et al., NeurIPS 2019): squared L2 distance between gradients, no
+prior, L-BFGS on the dummy images and, unless labels are given, on dummy label logits jointly."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.checkpoint import AttackCheckpoint
+
+
+@dataclass(frozen=True)
+class DLGConfig:
+    iterations: int = 300
+    lr: float = 1.0
+
+
+def soft_cross_entropy(logits: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
+    """DLG's loss for a dummy label: cross-entropy against softmax(label_logits), batch mean."""
+    return -(F.softmax(label_logits, dim=-1) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def invert(model: nn.Module, target: list[torch.Tensor], labels: torch.Tensor | None, shape: tuple[int, ...],
+           batch_size: int, num_classes: int, config: DLGConfig, generator: torch.Generator,
+           checkpoint: AttackCheckpoint | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+    """Returns the images and labels with the lowest finite objective seen, that objective, and how the
+    run went. L-BFGS on DLG's objective can diverge to NaN; the run then stops and says at which step,
+    keeping the best iterate rather than a NaN image."""
+    device = target[0].device
+    params = list(model.parameters())
+    x = torch.randn((batch_size, *shape), generator=generator).to(device).requires_grad_(True)
+    variables = [x]
+    label_logits = None
+    if labels is None:
+        label_logits = torch.randn((batch_size, num_classes), generator=generator).to(device).requires_grad_(True)
+        variables.append(label_logits)
+    optimizer = torch.optim.LBFGS(variables, lr=config.lr)
+
+    def objective(create_graph: bool) -> torch.Tensor:
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels) if label_logits is None else soft_cross_entropy(logits, label_logits)
+        trial = torch.autograd.grad(loss, params, create_graph=create_graph)
+        return sum(((g - t) ** 2).sum() for g, t in zip(trial, target))
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        distance = objective(True)
+        distance.backward()
+        return distance
+
+    def finite(value: float) -> bool:
+        return value == value and abs(value) != float("inf")
+
+    def snapshot() -> dict:
+        return {"x": x.detach().clone(), "labels": None if label_logits is None else label_logits.detach().clone()}
+
+    run = {"interruptions": 0, "resumed_from_iteration": None, "diverged_at": None}
+    start, best, best_loss = 0, snapshot(), float("inf")
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        with torch.no_grad():
+            x.copy_(saved["x"].to(device))
+            if label_logits is not None:
+                label_logits.copy_(saved["label_logits"].to(device))
+        optimizer.load_state_dict(saved["optimizer"])
+        start, best_loss = saved["step"], saved["best_loss"]
+        best = {k: None if v is None else v.to(device) for k, v in saved["best"].items()}
+        run = {**run, "interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
+    for step in range(start, config.iterations):
+        before = snapshot()
+        loss = float(optimizer.step(closure).detach())  # the objective at `before`, where the step started
+        if finite(loss) and loss < best_loss:
+            best_loss, best = loss, before
+        if not finite(loss) or not all(bool(torch.isfinite(v).all()) for v in variables):
+            run["diverged_at"] = step + 1
+            break
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save({"step": step + 1, "x": x.detach().cpu(), "optimizer": optimizer.state_dict(),
+                             "label_logits": None if label_logits is None else label_logits.detach().cpu(),
+                             "best": {k: None if v is None else v.cpu() for k, v in best.items()},
+                             "best_loss": best_loss, "interruptions": run["interruptions"]})
+    if run["diverged_at"] is None:
+        last = float(objective(False))
+        if finite(last) and last < best_loss:
+            best_loss, best = last, snapshot()
+    if best_loss == float("inf"):
+        raise FloatingPointError("DLG's objective was never finite: no reconstruction to score")
+    restored = labels if label_logits is None else best["labels"].argmax(-1)
+    return best["x"], restored, best_loss, run
