@@ -39,13 +39,23 @@ def gradient_distance(cost_fn: str, target: list[torch.Tensor]) -> Callable[[lis
     elementwise product of all 11M ResNet-18 parameters at every iteration."""
     flat_target = [t.flatten() for t in target]
     if cost_fn == "sim":
-        target_norm = torch.sqrt(sum(torch.dot(t, t) for t in flat_target))
+        # A trained model that is sure of an image sends a gradient of norm ~1e-23: its squares, and the
+        # product of two such norms, underflow float32 to 0. Scale the target to a unit vector once (the
+        # cosine does not depend on scale) so only the trial's own norm stays in the denominator.
+        scale = max(float(t.abs().max()) for t in flat_target)
+        if scale == 0:
+            raise ValueError("the client's gradient is exactly zero (the model fits this batch perfectly): "
+                             "there is nothing to invert")
+        scaled = [t / scale for t in flat_target]
+        length = torch.sqrt(sum(torch.dot(t, t) for t in scaled))
+        unit_target = [t / length for t in scaled]
+        tiny = torch.finfo(flat_target[0].dtype).tiny
 
         def cosine(trial: list[torch.Tensor]) -> torch.Tensor:
             flat = [g.flatten() for g in trial]
-            dot = sum(torch.dot(g, t) for g, t in zip(flat, flat_target))
+            dot = sum(torch.dot(g, t) for g, t in zip(flat, unit_target))
             norm = torch.sqrt(sum(torch.dot(g, g) for g in flat))
-            return 1 - dot / (norm * target_norm)
+            return 1 - dot / norm.clamp_min(tiny)
 
         return cosine
     if cost_fn == "l2":
