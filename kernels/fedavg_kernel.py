@@ -18,8 +18,7 @@ def run(params: dict, ctx) -> KernelResult:
     true = LocalTraining(params["local_epochs"], params["local_batch_size"], params["local_lr"])
     weak = LocalTraining(params["sim_epochs"], params["sim_batch_size"], params["sim_lr"])
     update = local_update(client.model, client.normalise(client.originals), client.labels, true)
-    config = IGConfig(iterations=params["iterations"], lr=params["lr"], tv=params["tv"],
-                      cost_fn=params["cost_fn"], signed=params["signed"], boxed=params["boxed"])
+    config = IGConfig.from_params(params)
     generator = torch.Generator().manual_seed(params["seed"])
     attack_started = time.time()
     checkpoint = AttackCheckpoint(ctx.scratch_dir, params["checkpoint_every_s"])

@@ -18,8 +18,7 @@ def run(params: dict, ctx) -> KernelResult:
     shared_gradient = client_gradient(client.model, client.normalise(client.originals), client.labels)
     labels = restore(params["labels"], client.model, shared_gradient, client.labels,
                      tuple(client.originals.shape[1:]))
-    config = IGConfig(iterations=params["iterations"], lr=params["lr"], tv=params["tv"],
-                      cost_fn=params["cost_fn"], signed=params["signed"], boxed=params["boxed"])
+    config = IGConfig.from_params(params)
     generator = torch.Generator().manual_seed(params["seed"])
     attack_started = time.time()
     checkpoint = AttackCheckpoint(ctx.scratch_dir, params["checkpoint_every_s"])

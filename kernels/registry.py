@@ -122,11 +122,23 @@ def _prerequisites(p: dict) -> list[tuple[str, dict]]:
 
 # --- one client batch under FedSGD: shared by the optimisation attacks ----------------------------
 
+# Declared once for every attack kernel (each dict placed where it keeps the shard columns' order).
+_MODEL_STATE = {
+    "model_state": Param(str, "untrained", "weights of the attacked model (trained: the project's own "
+                         "training run; on ImageNet torchvision's pretrained weights)",
+                         choices=("untrained", "trained")),
+}
+_ATTACK_RUN = {
+    "seed": Param(int, 0, "seed of the attack's random initialisation"),
+    "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
+    "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
+                                identity=False),
+}
+
+
 def _batch_params(default_labels: str, label_choices: tuple[str, ...]) -> dict[str, Param]:
     return {
-        "model_state": Param(str, "untrained", "weights of the attacked model (trained: the project's own "
-                             "training run; on ImageNet torchvision's pretrained weights)",
-                             choices=("untrained", "trained")),
+        **_MODEL_STATE,
         "num_images": Param(int, 64, "size of the data set's attacked subset", min=1),
         "data_seed": Param(int, 0, "seed of the subset and of its split into batches"),
         "batch_size": Param(int, doc="client batch size B", min=1),
@@ -138,10 +150,7 @@ def _batch_params(default_labels: str, label_choices: tuple[str, ...]) -> dict[s
                         "sign of the last layer's gradient), analytic (batch, LLG-style counts)"
                         + (", joint (optimised with the images, DLG)" if "joint" in label_choices else ""),
                         choices=label_choices),
-        "seed": Param(int, 0, "seed of the attack's random initialisation"),
-        "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
-        "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
-                                    identity=False),
+        **_ATTACK_RUN,
     }
 
 
@@ -244,7 +253,7 @@ FEDAVG = Kernel(
     params={
         **_DATA_PARAMS,
         **_TRAIN_PARAMS,
-        "model_state": Param(str, "untrained", "weights of the attacked model", choices=("untrained", "trained")),
+        **_MODEL_STATE,
         "num_images": Param(int, 64, "the client's local data set, attacked whole", min=1),
         "data_seed": Param(int, 0, "seed of the client's images and of their order in local training"),
         "local_epochs": Param(int, doc="E: the client's local epochs", min=1),
@@ -257,10 +266,7 @@ FEDAVG = Kernel(
         "sim_epochs": Param(int, 2, "epochs the server assumes under weak simulation", min=1),
         "sim_lr": Param(float, 1e-3, "learning rate the server assumes under weak simulation", min=0.0),
         **_IG_OPTIMISATION,
-        "seed": Param(int, 0, "seed of the attack's random initialisation"),
-        "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
-        "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
-                                    identity=False),
+        **_ATTACK_RUN,
     },
     check=_fedavg_check,
     resolve=_ig_resolve,

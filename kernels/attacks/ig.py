@@ -22,6 +22,11 @@ class IGConfig:
     signed: bool = True
     boxed: bool = True
 
+    @classmethod
+    def from_params(cls, params: dict) -> IGConfig:
+        return cls(iterations=params["iterations"], lr=params["lr"], tv=params["tv"], cost_fn=params["cost_fn"],
+                   signed=params["signed"], boxed=params["boxed"])
+
 
 def client_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
     """FedSGD: what the client sends, the gradient of its mean cross-entropy on one batch."""
