@@ -2,7 +2,7 @@
 import pytest
 
 from orchestrator.errors import GridError, OrchError
-from orchestrator.executors.slurm import SlurmExecutor, Submission, death_cause, parse_bump
+from orchestrator.executors.slurm import SlurmExecutor, Submission, death_causes, parse_bump
 from orchestrator.expand import expand
 from orchestrator.grid import parse_grid
 from orchestrator.profiles import load_profile
@@ -55,8 +55,11 @@ def test_bump_raises_only_what_killed_the_job(tmp_path):
                                          "DUE TO TIME LIMIT ***\n")
     (logs / "41_1_0_log.err").write_text("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=43.batch\n")
     (logs / "41_2_0_log.err").write_text("")
-    assert [death_cause(sweep, j.job_id) for j in (timed_out, oom, fine)] == ["time", "mem", None]
+    causes = death_causes(sweep, [j.job_id for j in plan.jobs])
+    assert [causes[j.job_id] for j in (timed_out, oom, fine)] == ["time", "mem", None]
+    assert set(causes) == {timed_out.job_id, oom.job_id, fine.job_id}  # the others were never submitted
     executor = SlurmExecutor(load_profile("local"), parse_bump("mem=2x,time=3x"))
-    assert executor.bumped(sweep, timed_out)["time_min"] == 30 and executor.bumped(sweep, timed_out)["mem_gb"] == 1
-    assert executor.bumped(sweep, oom)["mem_gb"] == 2 and executor.bumped(sweep, oom)["time_min"] == 10
-    assert executor.bumped(sweep, fine) == fine.resources
+    bumped = {j.job_id: executor.bumped(j, causes[j.job_id]) for j in (timed_out, oom, fine)}
+    assert bumped[timed_out.job_id]["time_min"] == 30 and bumped[timed_out.job_id]["mem_gb"] == 1
+    assert bumped[oom.job_id]["mem_gb"] == 2 and bumped[oom.job_id]["time_min"] == 10
+    assert bumped[fine.job_id] == fine.resources

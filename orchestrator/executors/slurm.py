@@ -119,28 +119,36 @@ def active_jobs(sweep: Sweep) -> dict[str, str]:
     return found
 
 
-def log_paths(sweep: Sweep, job_id: str) -> list[Path]:
-    where = latest_task(sweep).get(job_id)
-    if where is None:
-        raise OrchError(f"{job_id} was never submitted to SLURM from {sweep.root}")
-    submission, index = where
+def _task_logs(sweep: Sweep, submission: Submission, index: int) -> list[Path]:
     folder = sweep.root / "logs" / "slurm"
     return [folder / f"{submission.slurm_id(index)}_0_log.{ext}" for ext in ("out", "err")]
 
 
-def death_cause(sweep: Sweep, job_id: str) -> str | None:
-    """'time' or 'mem' when the job's last task was killed for its time limit or memory."""
-    text = ""
-    for path in log_paths(sweep, job_id):
-        if path.exists():
-            text += path.read_text(errors="replace")[-20000:]
-    for records in [sweep.failures().get(job_id, [])[-1:]]:
-        text += "".join(r["error"] for r in records)
-    if "DUE TO TIME LIMIT" in text:
-        return "time"
-    if re.search(r"out of memory|oom-kill|OUT_OF_MEMORY|MemoryError", text, re.IGNORECASE):
-        return "mem"
-    return None
+def log_paths(sweep: Sweep, job_id: str) -> list[Path]:
+    where = latest_task(sweep).get(job_id)
+    if where is None:
+        raise OrchError(f"{job_id} was never submitted to SLURM from {sweep.root}")
+    return _task_logs(sweep, *where)
+
+
+def death_causes(sweep: Sweep, job_ids: list[str]) -> dict[str, str | None]:
+    """'time' or 'mem' for each submitted job whose last task was killed for its time limit or memory
+    (None otherwise). The submissions and failure records are read once, not once per job."""
+    where, failures = latest_task(sweep), sweep.failures()
+    causes: dict[str, str | None] = {}
+    for job_id in job_ids:
+        if job_id not in where:
+            continue
+        text = "".join(path.read_text(errors="replace")[-20000:] for path in _task_logs(sweep, *where[job_id])
+                       if path.exists())
+        text += "".join(r["error"] for r in failures.get(job_id, [])[-1:])
+        if "DUE TO TIME LIMIT" in text:
+            causes[job_id] = "time"
+        elif re.search(r"out of memory|oom-kill|OUT_OF_MEMORY|MemoryError", text, re.IGNORECASE):
+            causes[job_id] = "mem"
+        else:
+            causes[job_id] = None
+    return causes
 
 
 def parse_bump(text: str | None) -> dict[str, float]:
@@ -177,9 +185,9 @@ class SlurmExecutor:
             parameters.update({"gres": f"gpu:{gpus}"} if p.gpu_request == "gres" else {"gpus_per_node": gpus})
         return {k: v for k, v in parameters.items() if v is not None}
 
-    def bumped(self, sweep: Sweep, job: JobSpec) -> dict:
+    def bumped(self, job: JobSpec, cause: str | None) -> dict:
+        """The job's resources, raised by --bump for what killed its last task."""
         resources = dict(job.resources)
-        cause = death_cause(sweep, job.job_id) if self.bump and job.job_id in latest_task(sweep) else None
         if cause == "mem" and "mem" in self.bump:
             resources["mem_gb"] = resources.get("mem_gb", 4) * self.bump["mem"]
         if cause == "time" and "time" in self.bump:
@@ -193,6 +201,7 @@ class SlurmExecutor:
         array_limit = max_array_size()
         completed = sweep.completed()
         where = {job_id: s.array_id for job_id, (s, _) in latest_task(sweep).items() if job_id in active}
+        causes = death_causes(sweep, [j.job_id for j in jobs]) if self.bump else {}
         made: list[Submission] = []
         folder = sweep.root / "logs" / "slurm"
         for stage in ([j for j in jobs if j.prerequisite], [j for j in jobs if not j.prerequisite]):
@@ -201,7 +210,7 @@ class SlurmExecutor:
             classes: dict[tuple[str, tuple[str, ...]], list[JobSpec]] = defaultdict(list)
             resources_of: dict[str, dict] = {}
             for job in stage:
-                resources = self.bumped(sweep, job)
+                resources = self.bumped(job, causes.get(job.job_id))
                 key = json.dumps(resources, sort_keys=True)
                 resources_of[key] = resources
                 waits_for = tuple(sorted({where[r] for r in job.requires if r not in completed and r in where}))
