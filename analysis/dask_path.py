@@ -3,6 +3,9 @@ directories that outgrow one machine. Without a client it runs on local threads;
 `distributed.Client` (for instance one attached to a `dask_jobqueue.SLURMCluster`) to spread it."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -48,3 +51,25 @@ def summarize_dask(shard_dir: str | Path, by: list[str], client=None, files_per_
     if "lpips_n" in table.columns:
         table = table.with_columns(pl.col("lpips_n").cast(pl.UInt32))
     return table.sort(by)
+
+
+@contextmanager
+def slurm_client(workers: int = 2, queue: str | None = None, cores: int = 1, memory: str = "4GB",
+                 walltime: str = "01:00:00", log_directory: str | None = None, timeout_s: float = 300,
+                 **cluster_options) -> Iterator:
+    """A `distributed.Client` whose workers are SLURM jobs (dask-jobqueue, one worker process per job),
+    for `summarize_dask(..., client=client)`. Workers run this interpreter, so the shards' folder must be
+    on a file system the nodes share. Blocks until `workers` have joined; cancels them on exit.
+
+        with slurm_client(workers=8, queue="cpu", memory="16GB") as client:
+            table = summarize_dask("sweeps/opgia/shards", ["dataset", "batch_size"], client=client)
+    """
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+
+    with SLURMCluster(queue=queue, cores=cores, processes=1, memory=memory, walltime=walltime,
+                      python=sys.executable, log_directory=log_directory, **cluster_options) as cluster, \
+            Client(cluster) as client:
+        cluster.scale(jobs=workers)
+        client.wait_for_workers(workers, timeout=timeout_s)
+        yield client

@@ -6,6 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -161,3 +162,24 @@ def test_misspelled_profile_key_fails_before_submitting(tmp_path):
     assert str(profile) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s").exists()
     assert not slurm_ids() - before  # nothing new was submitted
+
+
+def test_dask_aggregation_on_slurm_workers_gives_the_polars_numbers(tmp_path):
+    """The same factor table from two dask-jobqueue workers that SLURM ran as jobs of their own."""
+    from analysis.dask_path import slurm_client, summarize_dask
+    from analysis.shards import scan_shards
+    from analysis.tables import summarize
+    from tests.benchmarks.bench_analysis_data import write_sweep
+
+    by = ["batch_size", "model_state"]
+    sweep = write_sweep(tmp_path, {"batch_size": [1, 4, 16], "model_state": ["untrained", "trained"]}, seeds=3)
+    logs = tmp_path / "dask-logs"
+    with slurm_client(workers=2, queue="debug", memory="1GB", walltime="00:10:00", log_directory=str(logs),
+                      timeout_s=240) as client:
+        hosts = client.run(lambda: os.environ.get("SLURM_JOB_ID"))
+        on_slurm = summarize_dask(sweep / "shards", by, client=client, files_per_partition=4)
+    assert len(hosts) == 2 and all(job_id for job_id in hosts.values())  # each worker is a SLURM job
+    local = summarize(scan_shards(sweep), by)
+    assert local.select(*by, "images", "jobs").equals(on_slurm.select(*by, "images", "jobs"))
+    for column in [c for c in local.columns if c.endswith(("_mean", "_std"))]:
+        assert np.allclose(local[column].to_numpy(), on_slurm[column].to_numpy(), rtol=1e-12, atol=1e-12)
