@@ -33,7 +33,7 @@ def context(tmp_path) -> SimpleNamespace:
 def check_rows(result, n):
     assert len(result.rows) == n and len(result.images) == n
     for row in result.rows:
-        assert np.isfinite(row["psnr"]) and np.isfinite(row["final_objective"]) and row["metric_mode"] == "standard"
+        assert np.isfinite(row["psnr"]) and np.isfinite(row["final_objective"]) and row["ssim_kind"] == "ssim"
     assert result.column_types["lpips"] == "float64"
 
 
