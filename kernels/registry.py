@@ -131,6 +131,10 @@ _MODEL_STATE = {
 _ATTACK_RUN = {
     "seed": Param(int, 0, "seed of the attack's random initialisation"),
     "lpips_net": Param(str, "alex", "LPIPS backbone", choices=("alex", "vgg", "squeeze")),
+    "metric_mode": Param(str, "standard", "how reconstructions are scored: standard (de-normalised images in "
+                         "[0, 1], SSIM, matched within the batch on MSE) or paper (the authors' code: "
+                         "normalised tensors, CW-SSIM, matched on LPIPS across the data set's subset)",
+                         choices=("standard", "paper")),
     "checkpoint_every_s": Param(float, 120.0, "seconds between checkpoints of the attack's state", min=0.0,
                                 identity=False),
 }
@@ -162,7 +166,7 @@ def _batch_check(p: dict) -> str | None:
         return f"batch_index ({p['batch_index']}) must be in [0, {n // b})"
     if p["same_label"] is not None and (p["same_label"] == 1 or p["same_label"] > b):
         return f"same_label ({p['same_label']}) must be 0 (all labels distinct) or in [2, batch_size={b}]"
-    if p["labels"] == "idlg" and b != 1:
+    if p.get("labels") == "idlg" and b != 1:
         return f"labels=idlg restores the label of one image; batch_size is {b} (use labels=analytic)"
     return _data_check(p) or _state_check(p)
 
@@ -274,6 +278,136 @@ FEDAVG = Kernel(
     preflight=_preflight,
 )
 
+# --- analytics-based attacks of a malicious server (Section III-D) ---------------------------------
+
+# The client's check of the model it receives (the paper's third defence), reported beside each result.
+_CLIENT_VALIDATION = {
+    "dsnr_threshold": Param(float, 10.0, "client-side validation flags a model whose disaggregation "
+                            "signal-to-noise ratio (Garov et al. 2024) on the client's batch exceeds this",
+                            min=0.0),
+}
+
+
+def _malicious_batch_params(optimised: bool) -> dict[str, Param]:
+    """One client batch of the paper's subset, as for the optimisation attacks; the server does not
+    restore labels. Without an optimisation there is nothing to seed or checkpoint."""
+    batch = _batch_params("known", ("known",))
+    dropped = ["labels"] if optimised else ["labels", "seed", "checkpoint_every_s"]
+    return {name: param for name, param in batch.items() if name not in dropped}
+
+
+RTF = Kernel(
+    name="rtf",
+    version="rtf-1",
+    entry="kernels.rtf_kernel:run",
+    doc="Robbing the Fed: an imprint block (linear layer of `bins` brightness bins + ReLU) in front of the "
+        "model; images recovered from differences of consecutive bins' gradients; exact recoveries counted.",
+    params={
+        **_DATA_PARAMS,
+        **_TRAIN_PARAMS,
+        **_malicious_batch_params(optimised=False),
+        "bins": Param(int, 1000, "k: imprint bins (Table IV uses 1000)", min=2),
+        "bin_cdf": Param(str, "standard_normal", "the brightness distribution the server assumes to place the "
+                         "bins' cut-offs: standard_normal (as breaching and the authors' code) or fitted (a "
+                         "normal fitted to the data set's other images)", choices=("standard_normal", "fitted")),
+        **_CLIENT_VALIDATION,
+    },
+    check=_batch_check,
+    resolve=_data_resolve,
+    fan_out=_batch_fan_out,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+
+def _fishing_check(p: dict) -> str | None:
+    if not 0 <= p["target_position"] < p["batch_size"]:
+        return f"target_position ({p['target_position']}) must be in [0, batch_size={p['batch_size']})"
+    return _batch_check(p)
+
+
+FISHING = Kernel(
+    name="fishing",
+    version="fishing-1",
+    entry="kernels.fishing_kernel:run",
+    doc="Fishing (Wen et al. 2022): the server rewrites the classifier so that only the target image's class "
+        "contributes to the gradient, then inverts that isolated gradient with Inverting Gradients.",
+    params={
+        **_DATA_PARAMS,
+        **_TRAIN_PARAMS,
+        **_malicious_batch_params(optimised=True),
+        "target_position": Param(int, 0, "which image of the batch the server fishes for", min=0),
+        **_IG_OPTIMISATION,
+        **_CLIENT_VALIDATION,
+    },
+    check=_fishing_check,
+    resolve=_ig_resolve,
+    fan_out=_batch_fan_out,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+# --- gradient analyses: why the attacks behave as they do (Table II, Figures 4 and 8) ---------------
+
+_ANALYSIS_TARGET = {**_DATA_PARAMS, **_TRAIN_PARAMS, **_MODEL_STATE}
+
+
+def _analysis_check(p: dict) -> str | None:
+    return _data_check(p) or _state_check(p)
+
+
+GRADIENT_SIMILARITY = Kernel(
+    name="gradient_similarity",
+    version="gradsim-1",
+    entry="kernels.analyses.gradient_similarity:run",
+    doc="Table II: cosine similarity between one image's gradient and the gradients of batches in which "
+        "1..B images share its label.",
+    params={
+        **_ANALYSIS_TARGET,
+        "batch_size": Param(int, 4, "B: the batches I_1..I_B (I_i: i images share the anchor's label)", min=2),
+        "data_seed": Param(int, 0, "seed of the anchor image and of the other images drawn"),
+    },
+    check=_analysis_check,
+    resolve=_data_resolve,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+GRADIENT_EMBEDDING = Kernel(
+    name="gradient_embedding",
+    version="gradembed-1",
+    entry="kernels.analyses.gradient_embedding:run",
+    doc="Figure 4: a t-SNE embedding of per-image gradients, with their mean pairwise cosine similarity.",
+    params={
+        **_ANALYSIS_TARGET,
+        "num_images": Param(int, 64, "images whose gradients are embedded", min=4),
+        "data_seed": Param(int, 0, "seed of the images drawn"),
+        "perplexity": Param(float, 10.0, "t-SNE perplexity (must be below num_images)", min=1.0),
+        "seed": Param(int, 0, "seed of the t-SNE initialisation"),
+    },
+    check=lambda p: (f"perplexity ({p['perplexity']}) must be below num_images ({p['num_images']})"
+                     if p["perplexity"] >= p["num_images"] else _analysis_check(p)),
+    resolve=_data_resolve,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
+ACTIVATION_INPUTS = Kernel(
+    name="activation_inputs",
+    version="actin-1",
+    entry="kernels.analyses.activation_inputs:run",
+    doc="Figure 8: histograms of the inputs each activation layer sees on the data, per layer.",
+    params={
+        **_ANALYSIS_TARGET,
+        "num_images": Param(int, 64, "images fed through the model", min=1),
+        "data_seed": Param(int, 0, "seed of the images drawn"),
+    },
+    check=_analysis_check,
+    resolve=_data_resolve,
+    prerequisites=_prerequisites,
+    preflight=_preflight,
+)
+
 TRAIN_MODEL = Kernel(
     name="train_model",
     version="train-2",
@@ -285,4 +419,5 @@ TRAIN_MODEL = Kernel(
     preflight=_preflight,
 )
 
-KERNELS: dict[str, Kernel] = {k.name: k for k in (IG, DLG, FEDAVG, TRAIN_MODEL)}
+KERNELS: dict[str, Kernel] = {k.name: k for k in (IG, DLG, FEDAVG, RTF, FISHING, GRADIENT_SIMILARITY,
+                                                  GRADIENT_EMBEDDING, ACTIVATION_INPUTS, TRAIN_MODEL)}

@@ -108,6 +108,11 @@ def run(params: dict, ctx) -> KernelResult:
             loss = F.cross_entropy(model(images), y[batch])
             optimizer.zero_grad()
             loss.backward()
+            if not torch.isfinite(loss):
+                # Cached, a diverged model would silently become every dependent attack's target.
+                epoch = len(losses) // steps_per_epoch + 1
+                raise FloatingPointError(f"training diverged (loss {loss.item()}) in epoch {epoch}: lower "
+                                         f"train_lr (now {params['train_lr']})")
             optimizer.step()
             schedule.step()
             losses.append(loss.item())

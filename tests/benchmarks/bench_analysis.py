@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from analysis.dask_path import summarize_dask  # noqa: E402
