@@ -1,12 +1,14 @@
-"""Figures 5 and 10 of the paper, and reconstruction grids for any slice of a sweep."""
+"""Figures 4, 5, 8 and 10 of the paper, and reconstruction grids for any slice of a sweep."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from analysis.figures import _decode, reconstruction_grid  # noqa: E402
@@ -109,3 +111,89 @@ def slice_grid(sweep: str | Path, path: Path, where: dict | None = None, by: lis
     if shown.is_empty() or images.is_empty():
         return None
     return reconstruction_grid(shown, images, by, path, per_setting)
+
+
+def gradient_embedding_scatter(rows: pl.LazyFrame, path: Path) -> Path | None:
+    """Figure 4: the t-SNE embedding of per-image gradients, one panel per model state (and data set or
+    model when they vary), points coloured by label, each panel titled with the mean pairwise cosine of
+    its gradients: the number behind the picture's "more similar". Expects `embed_x`, `embed_y`, `label`
+    and `mean_cosine_to_others` (the `gradient_embedding` kernel); None without them."""
+    names = rows.collect_schema().names()
+    if not {"embed_x", "embed_y", "label", "mean_cosine_to_others"} <= set(names):
+        return None
+    keys = [c for c in ("dataset", "model", "model_state") if c in names]
+    points = rows.filter(pl.col("embed_x").is_not_null()).select(
+        "job_id", *keys, "label", "embed_x", "embed_y", "mean_cosine_to_others").collect()
+    if points.is_empty():
+        return None
+    panels = sorted(points.partition_by("job_id", as_dict=False), key=lambda p: tuple(str(p[k][0]) for k in keys))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        ax.scatter(panel["embed_x"], panel["embed_y"], c=panel["label"], cmap="tab20", s=12)
+        varying = [k for k in keys if points[k].n_unique() > 1] or keys[-1:]
+        title = ", ".join(str(panel[k][0]) for k in varying)
+        ax.set_title(f"{title}\nmean gradient cosine {panel['mean_cosine_to_others'].mean():.3f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("t-SNE of per-image gradients (colour: label)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# The activation functions of kernels/models.py, written out so that analysis needs no torch.
+# RReLU in eval mode is a leaky ReLU with slope (lower + upper) / 2 = (1/8 + 1/3) / 2.
+ACTIVATION_SHAPES = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "leaky_relu": lambda x: np.where(x >= 0, x, 0.01 * x),
+    "rrelu": lambda x: np.where(x >= 0, x, (1 / 8 + 1 / 3) / 2 * x),
+    "gelu": lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))),
+}
+
+
+def activation_inputs_figure(rows: pl.LazyFrame, path: Path, window: float = 2.0) -> Path | None:
+    """Figure 8: (a) the density of the inputs each activation function sees, summed over its layers,
+    with the share inside [-window, window]; (b) each function's shape over that window beside the
+    straight line through its end points, so its departure from linearity is visible. Expects `bin_low`,
+    `bin_high`, `count` and `activation` (the `activation_inputs` kernel); None without them."""
+    names = rows.collect_schema().names()
+    if not {"bin_low", "bin_high", "count", "activation"} <= set(names):
+        return None
+    histogram = (rows.filter(pl.col("count").is_not_null())
+                 .group_by("activation", "bin_low", "bin_high").agg(pl.col("count").sum())
+                 .sort("activation", "bin_low").collect())
+    if histogram.is_empty():
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for (activation,), part in histogram.group_by("activation", maintain_order=True):
+        finite = part.filter(pl.col("bin_low").is_finite() & pl.col("bin_high").is_finite())
+        total = part["count"].sum()
+        width = (finite["bin_high"] - finite["bin_low"]).to_numpy()
+        density = finite["count"].to_numpy() / max(total, 1) / width
+        inside = finite.filter((pl.col("bin_low") >= -window) & (pl.col("bin_high") <= window))["count"].sum()
+        centres = ((finite["bin_low"] + finite["bin_high"]) / 2).to_numpy()
+        left.plot(centres, density, label=f"{activation} ({inside / max(total, 1):.0%} in ±{window:g})")
+    left.axvspan(-window, window, color="grey", alpha=0.1)
+    left.set_xlabel("input to the activation")
+    left.set_ylabel("density")
+    left.set_title("(a) inputs to the activation functions", fontsize=9)
+    left.legend(fontsize=7)
+    x = np.linspace(-window, window, 201)
+    for activation in histogram["activation"].unique(maintain_order=True):
+        y = ACTIVATION_SHAPES[activation](x)
+        chord = y[0] + (y[-1] - y[0]) * (x - x[0]) / (x[-1] - x[0])
+        deviation = np.abs(y - chord).max() / max(np.ptp(y), 1e-12)
+        right.plot(x, y, label=f"{activation} (max deviation from chord {deviation:.0%} of range)")
+    right.set_xlabel("input")
+    right.set_ylabel("output")
+    right.set_title(f"(b) the functions over [-{window:g}, {window:g}]", fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -39,26 +39,33 @@ def _single_values(frame: pl.DataFrame, candidates: tuple[str, ...]) -> str:
 
 
 def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
-    """Table II: cosine similarity between the gradient of a single image and the gradient of a batch.
+    """Table II: cosine similarity between the gradient of one image of a batch and the batch's gradient.
 
-    Expects `reference_image` (row name, e.g. "I_1^1": the first image of batch I_1), `batch_name`
-    (column name, e.g. "I_3": a batch holding 3 images with the same label) and `cosine_similarity`
-    (float), one row per pair and seed; cells are means over seeds. A pair the sweep did not measure
-    prints "–", as the paper prints "-"."""
-    columns = ("reference_image", "batch_name", "cosine_similarity")
-    if not _has(rows, columns):
+    Expects the `gradient_similarity` kernel's rows: `shared_labels` (i: batch I_i holds i images of the
+    anchor's label), `position` (0 is the anchor, 1..i-1 share its label, the rest have distinct labels)
+    and `cosine`, one row per (batch, image) and job; cells are means over jobs (anchors). Row `I^j` is
+    the j-th image of each batch, so the paper's first row is `I^1` and its last column `I_B`; the paper
+    prints only those cells, this table all of them. `model_state` (and `dataset`, `model`) become
+    leading columns when they vary."""
+    if not _has(rows, ("shared_labels", "position", "cosine")):
         return None
-    pairs = (rows.filter(pl.col("cosine_similarity").is_not_null())
-             .group_by("reference_image", "batch_name").agg(pl.col("cosine_similarity").mean()).collect())
-    if pairs.is_empty():
+    extra = [c for c in ("dataset", "model", "model_state") if c in rows.collect_schema().names()]
+    cells = (rows.filter(pl.col("cosine").is_not_null())
+             .group_by(*extra, "shared_labels", "position")
+             .agg(pl.col("cosine").mean(), pl.len().alias("n")).collect())
+    if cells.is_empty():
         return None
-    table = pairs.select("reference_image").unique().sort("reference_image")
-    for batch in sorted(pairs["batch_name"].unique().to_list()):
-        cells = pairs.filter(pl.col("batch_name") == batch).select(
-            "reference_image", pl.col("cosine_similarity").round(4).alias(batch))
-        table = table.join(cells, on="reference_image", how="left")
-    return PaperTable("table2_similarity", "Cosine similarity between pairwise gradients (mean over seeds)",
-                      table.rename({"reference_image": ""}))
+    keys = [*_varying(cells, tuple(extra)), "position"]
+    table = cells.select(keys).unique().sort(keys)
+    for shared in sorted(cells["shared_labels"].unique().to_list()):
+        column = cells.filter(pl.col("shared_labels") == shared).select(
+            *keys, pl.col("cosine").round(4).alias(f"I_{shared}"))
+        table = table.join(column, on=keys, how="left")
+    table = table.with_columns(pl.format("I^{}", pl.col("position") + 1).alias("position")).rename({"position": ""})
+    anchors = int(cells["n"].max())
+    caption = (f"Cosine similarity between each image's gradient and its batch's gradient; I_i: i images share the "
+               f"anchor's label; mean over {anchors} anchor(s)" + _single_values(cells, tuple(extra)))
+    return PaperTable("table2_similarity", caption, table)
 
 
 def fedavg_table(rows: pl.LazyFrame) -> PaperTable | None:

@@ -12,10 +12,11 @@ import polars as pl
 from analysis.export import write_table
 from analysis.figures import metric_curves, reconstruction_grid
 from analysis.influence import influence_evidence, influence_marks
-from analysis.paper_figures import exact_recovery_curve, label_repetition_row
+from analysis.paper_figures import (activation_inputs_figure, exact_recovery_curve, gradient_embedding_scatter,
+                                    label_repetition_row)
 from analysis.paper_tables import PaperTable, paper_tables
 from analysis.shards import factors, load_images, scan_shards
-from analysis.tables import summarize, to_markdown
+from analysis.tables import METRICS, summarize, to_markdown
 
 MAX_GRIDS = 200  # per-configuration grids in one page; beyond that the page is too heavy to open
 
@@ -72,17 +73,37 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
     for paper_table in report.tables[1:]:
         report.files += write_table(paper_table.table, out / "tables" / paper_table.name, paper_table.caption)
 
-    curves = _figure(lambda p: metric_curves(table, by, p), out / "metrics.png", pdf)
-    report.files.append(curves)
-    report.figures.append(("metrics against the grid's factors (mean ± std)", curves))
-    if "dataset" in by and table["dataset"].n_unique() > 1 and len(by) > 1:
-        panels = _figure(lambda p: metric_curves(table, by, p, panel="dataset"), out / "metrics_by_dataset.png", pdf)
-        report.figures.append(("metrics by data set, as in Figure 3(a)", panels))
-    recovery = _figure(lambda p: exact_recovery_curve(rows, p), out / "exact_recovery.png", pdf)
-    if recovery is not None:
-        report.figures.append(("share of exact recoveries against bins, as in Figure 10", recovery))
+    if any(f"{m}_mean" in table.columns for m in METRICS):  # the gradient analyses score no reconstruction
+        curves = _figure(lambda p: metric_curves(table, by, p), out / "metrics.png", pdf)
+        report.files.append(curves)
+        report.figures.append(("metrics against the grid's factors (mean ± std)", curves))
+        if "dataset" in by and table["dataset"].n_unique() > 1 and len(by) > 1:
+            panels = _figure(lambda p: metric_curves(table, by, p, panel="dataset"), out / "metrics_by_dataset.png",
+                             pdf)
+            report.figures.append(("metrics by data set, as in Figure 3(a)", panels))
+    for draw, stem, title in ((exact_recovery_curve, "exact_recovery", "share of exact recoveries against bins, as "
+                               "in Figure 10"),
+                              (gradient_embedding_scatter, "gradient_embedding", "t-SNE of per-image gradients, "
+                               "as in Figure 4"),
+                              (activation_inputs_figure, "activation_inputs", "inputs to the activation functions "
+                               "and their shapes, as in Figure 8")):
+        made = _figure(lambda p, draw=draw: draw(rows, p), out / f"{stem}.png", pdf)
+        if made is not None:
+            report.figures.append((title, made))
 
-    # Images are read only here, and only for the jobs shown: the first few of each setting.
+    if {"image_index", "psnr"} <= set(names):  # a kernel that reconstructs images
+        _reconstruction_figures(sweep, rows, by, out, pdf, grids, report)
+    report.files += [path for _, path in report.figures if path not in report.files]
+    if "lpips_note" in names:
+        report.notes = sorted(rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list())
+    return report
+
+
+def _reconstruction_figures(sweep: Path, rows: pl.LazyFrame, by: list[str], out: Path, pdf: bool, grids: bool,
+                            report: Report) -> None:
+    """Originals above reconstructions: first images of each setting, Figure 5's row when labels repeat,
+    and (for the page) one grid per configuration. Images are read only here, only for the jobs shown."""
+    names = rows.collect_schema().names()
     shown_columns = ["job_id", "image_index", *by, *(m for m in ("psnr", "ssim", "lpips") if m in names)]
     if "same_label" in names:
         shown_columns.append("same_label")
@@ -105,10 +126,6 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
             report.figures.append(("label repetition, as in Figure 5", row))
     if grids:
         report.grids = _configuration_grids(sweep, metric_rows, by, out / "grids")
-    report.files += [path for _, path in report.figures if path not in report.files]
-    if "lpips_note" in names:
-        report.notes = sorted(rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list())
-    return report
 
 
 def _configuration_grids(sweep: Path, metric_rows: pl.DataFrame, by: list[str], folder: Path) -> list[tuple[str, Path]]:

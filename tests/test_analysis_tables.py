@@ -38,19 +38,22 @@ def test_robbing_table_counts_exact_images_per_batch_size_and_dataset(tmp_path):
     assert k < 64  # the synthetic law drops some at B=64, so the cell is not trivially 64/64
 
 
-def test_similarity_table_is_single_image_by_batch_with_unmeasured_pairs_marked(tmp_path):
-    pairs = [("I_1^1", "I_1", -0.03), ("I_1^1", "I_4", 0.95), ("I_4^4", "I_4", 0.94)]
+def test_similarity_table_is_image_position_by_batch_with_unmeasured_cells_marked(tmp_path):
+    # (shared labels i, position j, cosine): the paper's first row and last column, and one cell of I_2
+    cells = [(1, 0, -0.03), (4, 0, 0.95), (4, 3, 0.94), (2, 0, 0.74)]
 
     def cosine(point, rng, n):
-        reference, batch, value = pairs[point["pair"]]
-        return {"reference_image": [reference] * n, "batch_name": [batch] * n,
-                "cosine_similarity": np.full(n, value) + rng.normal(0, 1e-3, n)}
+        shared, position, value = cells[point["cell"]]
+        return {"shared_labels": [shared] * n, "position": [position] * n,
+                "cosine": np.full(n, value) + rng.normal(0, 1e-3, n)}
 
-    sweep = write_sweep(tmp_path, {"pair": list(range(len(pairs)))}, seeds=2, images_per_job=1, kernel="gradsim",
-                        row_columns=cosine)
-    table = similarity_table(scan_shards(sweep)).table
-    assert table.columns == ["", "I_1", "I_4"] and table[""].to_list() == ["I_1^1", "I_4^4"]
+    sweep = write_sweep(tmp_path, {"cell": list(range(len(cells)))}, seeds=2, images_per_job=1,
+                        kernel="gradient_similarity", row_columns=cosine)
+    made = similarity_table(scan_shards(sweep))
+    table = made.table
+    assert table.columns == ["", "I_1", "I_2", "I_4"] and table[""].to_list() == ["I^1", "I^4"]
     assert abs(table["I_4"][0] - 0.95) < 0.01 and table["I_1"][1] is None
+    assert "mean over 2 anchor(s)" in made.caption
     assert "–" in to_latex(table) or "--" in to_latex(table)
 
 
@@ -68,3 +71,31 @@ def test_every_table_is_written_as_csv_markdown_and_booktabs_latex(tmp_path):
     assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule")) and "|" not in latex
     assert r"batch\_size" in latex and r"PSNR \& marks" in latex and r"\checkmark{}$\downarrow$" in latex
     assert r"\begin{tabular}{rrl}" in latex
+
+
+def test_figure_four_and_eight_from_their_kernels_rows(tmp_path):
+    from PIL import Image
+
+    from analysis.paper_figures import ACTIVATION_SHAPES, activation_inputs_figure, gradient_embedding_scatter
+
+    rng = np.random.default_rng(0)
+    embedding = pl.DataFrame({"job_id": ["a"] * 8 + ["b"] * 8, "model_state": ["untrained"] * 8 + ["trained"] * 8,
+                              "label": list(range(8)) * 2, "embed_x": rng.normal(size=16),
+                              "embed_y": rng.normal(size=16), "mean_cosine_to_others": [0.03] * 8 + [0.2] * 8})
+    png = gradient_embedding_scatter(embedding.lazy(), tmp_path / "fig4.png")
+    assert Image.open(png).size[0] > Image.open(png).size[1]  # two panels side by side
+    edges = np.linspace(-6, 6, 121)
+    histogram = pl.DataFrame({"activation": ["sigmoid"] * 120, "layer": ["relu"] * 120,
+                              "bin_low": edges[:-1], "bin_high": edges[1:],
+                              "count": np.exp(-((edges[:-1] + 0.05) ** 2)).round(3) * 1000})
+    assert activation_inputs_figure(histogram.lazy(), tmp_path / "fig8.png").exists()
+    assert gradient_embedding_scatter(histogram.lazy(), tmp_path / "none.png") is None
+    assert activation_inputs_figure(embedding.lazy(), tmp_path / "none.png") is None
+    # The shapes drawn in panel (b) are the activations of kernels/models.py, written without torch.
+    import torch
+
+    from kernels.models import ACTIVATIONS
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    for name, function in ACTIVATION_SHAPES.items():
+        module = ACTIVATIONS[name]().eval()
+        assert np.allclose(function(x.numpy()), module(x).numpy(), atol=1e-6), name
