@@ -185,14 +185,20 @@ _IG_OPTIMISATION = {
     "cost_fn": Param(str, "sim", "gradient distance: cosine ('sim') or squared L2", choices=("sim", "l2")),
     "signed": Param(bool, True, "step on the sign of the image gradient"),
     "boxed": Param(bool, True, "clamp pixels to the valid range after each step"),
+    "layers": Param(str, None, "parameter tensors whose gradients are matched: all, or top10 (the 10 with the "
+                    "largest target-gradient norm; default: top10 for ImageNet, as the authors' script, else all)",
+                    nullable=True, choices=("all", "top10")),
+    "median_filter": Param(bool, None, "3x3 median filter on the final reconstruction (default: on for ImageNet, "
+                           "as the authors' script, else off)", nullable=True),
 }
 
 
 def _ig_resolve(p: dict) -> dict:
     p = _data_resolve(p)
-    if p["tv"] is None:
-        p = {**p, "tv": DATASETS[p["dataset"]].ig_tv}
-    return p
+    info = DATASETS[p["dataset"]]
+    defaults = {"tv": info.ig_tv, "layers": "top10" if info.ig_imagenet_settings else "all",
+                "median_filter": info.ig_imagenet_settings}
+    return {**p, **{k: v for k, v in defaults.items() if p[k] is None}}
 
 
 # --- Inverting Gradients (Geiping et al. 2020) under FedSGD ----------------------------------------

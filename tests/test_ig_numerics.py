@@ -20,3 +20,26 @@ def test_cosine_distance_is_scale_free_down_to_tiny_target_gradients():
 def test_an_exactly_zero_gradient_is_refused_with_a_reason():
     with pytest.raises(ValueError, match="exactly zero"):
         gradient_distance("sim", [torch.zeros(3, 3)])
+
+
+def test_imagenet_settings_top10_layers_and_median_filter():
+    """The authors' ImageNet IG: the 10 parameter tensors with the largest target-gradient norms, and a
+    3x3 median filter with reflected edges (scipy's 'mirror') on the result; defaults by data set."""
+    import numpy as np
+    from scipy import ndimage
+
+    from kernels.attacks.ig import matched_layers, median_filter
+    from kernels.registry import KERNELS
+
+    target = [torch.full((3,), float(v)) for v in [5, 1, 9, 2, 8, 7, 3, 6, 4, 10, 0.5, 11]]
+    assert matched_layers("top10", target) == [0, 2, 3, 4, 5, 6, 7, 8, 9, 11]  # all but norms 1 and 0.5
+    assert matched_layers("all", target) == list(range(12))
+    x = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(0))
+    expected = ndimage.median_filter(x.numpy(), size=(1, 1, 3, 3), mode="mirror")
+    assert np.allclose(median_filter(x).numpy(), expected)
+    ig = KERNELS["ig"]
+    defaults = {n: p.default for n, p in ig.params.items() if not p.required} | {"batch_size": 1}
+    imagenet = ig.resolve({**defaults, "dataset": "imagenet"})
+    cifar = ig.resolve({**defaults, "dataset": "cifar10"})
+    assert (imagenet["layers"], imagenet["median_filter"], imagenet["tv"]) == ("top10", True, 1e-6)
+    assert (cifar["layers"], cifar["median_filter"], cifar["tv"]) == ("all", False, 1e-2)

@@ -27,6 +27,8 @@ class DatasetInfo:
     dealt: bool = True
     # sides the images may be resized to (the `resolution` parameter); the first is the default
     resolutions: tuple[int, ...] = ()
+    # IG as the authors ran it on ImageNet: top-10 gradient layers and a median filter (kernels/attacks/ig.py)
+    ig_imagenet_settings: bool = False
 
     @property
     def sides(self) -> tuple[int, ...]:
@@ -46,7 +48,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
         DatasetInfo("imagenet", 1000, 224, True, 1e-6, "imagenet/val",
                     "the ILSVRC2012 validation images as a class-folder tree: val/<wnid>/*.JPEG",
-                    pretrained=True, resolutions=(224, 128, 64)),
+                    pretrained=True, resolutions=(224, 128, 64), ig_imagenet_settings=True),
         DatasetInfo("celeba", 1000, 64, True, 1e-2, "celeba",
                     "torchvision's CelebA layout: celeba/img_align_celeba/*.jpg and celeba/identity_CelebA.txt"),
     ]
