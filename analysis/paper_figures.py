@@ -126,7 +126,9 @@ def gradient_embedding_scatter(rows: pl.LazyFrame, path: Path) -> Path | None:
         "job_id", *keys, "label", "embed_x", "embed_y", "mean_cosine_to_others").collect()
     if points.is_empty():
         return None
-    panels = sorted(points.partition_by("job_id", as_dict=False), key=lambda p: tuple(str(p[k][0]) for k in keys))
+    untrained_first = {"untrained": "0", "trained": "1"}  # the paper's left and right panels
+    panels = sorted(points.partition_by("job_id", as_dict=False),
+                    key=lambda p: tuple(untrained_first.get(str(p[k][0]), str(p[k][0])) for k in keys))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         ax.scatter(panel["embed_x"], panel["embed_y"], c=panel["label"], cmap="tab20", s=12)
