@@ -33,3 +33,34 @@ def write_grid(tmp_path):
         path.write_text(text)
         return path
     return write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: more threads only add contention. A kernel's
+    runtime.setup changes the count too, so it is put back afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def stage_lpips_backbone(home: Path, net: str):
+    """Random backbone weights staged where LPIPS looks for the real ones (nothing can be downloaded):
+    TORCH_HOME must point at `home`. Returns the loaded scorer."""
+    import torch
+    import torchvision
+
+    from kernels import metrics
+
+    path = metrics.backbone_weights_path(net)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    factory = {"alex": torchvision.models.alexnet, "squeeze": torchvision.models.squeezenet1_1,
+               "vgg": torchvision.models.vgg16}[net]
+    torch.save(factory().state_dict(), path)
+    scorer = metrics.Lpips.load(net)
+    assert scorer.unavailable is None
+    return scorer

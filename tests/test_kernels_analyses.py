@@ -15,12 +15,7 @@ from kernels.registry import KERNELS
 from tests.test_kernels_run import context, resolved
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(kernel, tmp_path, **given):

@@ -20,13 +20,7 @@ NO_LPIPS = Lpips("alex", None, "not needed here")
 UNINFORMED_PSNR = 8.6  # flat grey against the photograph below; noise does worse (see module docstring)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The attacks are tiny: more threads only add contention on a shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def photographs(indices, side=32):

@@ -18,13 +18,7 @@ from tests.test_kernels_run import context, resolved
 INFO = DATASETS["embedded"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: more threads only add contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MEAN = torch.tensor(INFO.mean).view(1, 3, 1, 1)

@@ -24,14 +24,7 @@ from tests.test_kernels_run import context, resolved
 INFO = DATASETS["embedded"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny attacks: more threads only add contention on a shared 2-core machine. The kernel's
-    # runtime.setup changes the count too, so it is put back afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def normalised_photographs(indices) -> tuple[torch.Tensor, torch.Tensor]:

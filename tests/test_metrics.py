@@ -1,10 +1,9 @@
 """Metrics pinned to values that can be derived by hand."""
 import numpy as np
 import pytest
-import torch
-import torchvision
 
 from kernels import metrics
+from tests.conftest import stage_lpips_backbone
 
 
 def image(seed=0, shape=(3, 32, 32)):
@@ -54,12 +53,7 @@ def test_lpips_reads_staged_backbone_without_network(tmp_path, monkeypatch):
     """Stage a backbone checkpoint the way a user would (here random weights, since none can be
     downloaded) and check LPIPS runs from it: zero for identical images, positive otherwise."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = metrics.backbone_weights_path("alex")
-    path.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
-    scorer = metrics.Lpips.load("alex")
-    assert scorer.unavailable is None
+    scorer = stage_lpips_backbone(tmp_path, "alex")
     a, b = np.stack([image(0), image(1)]), np.stack([image(2), image(3)])
     same, different = scorer(a, a), scorer(a, b)
     assert same == pytest.approx([0.0, 0.0], abs=1e-6)

@@ -4,13 +4,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torchvision
 from scipy.ndimage import gaussian_filter
 
 from kernels import metrics, metrics_paper
 from kernels.registry import KERNELS
 from orchestrator.runner import shard_table
 from tests.test_kernels_run import context, resolved
+from tests.conftest import stage_lpips_backbone
 
 
 def image(seed=0, shape=(3, 32, 32)):
@@ -29,13 +29,7 @@ def staged_lpips(tmp_path, monkeypatch):
     """LPIPS on SqueezeNet with random backbone weights staged the way a user stages real ones (a
     small checkpoint, so the test stays fast); its linear layers ship with the lpips package."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    path = metrics.backbone_weights_path("squeeze")
-    path.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
-    scorer = metrics.Lpips.load("squeeze")
-    assert scorer.unavailable is None
-    return scorer
+    return stage_lpips_backbone(tmp_path / "torch", "squeeze")
 
 
 def test_cw_ssim_is_one_for_the_same_image_and_falls_with_noise():
