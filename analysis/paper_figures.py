@@ -63,13 +63,20 @@ def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
     if not {"bins", "batch_size", "exact"} <= set(names):
         return None
     extra = [pl.col("added_parameters").first()] if "added_parameters" in names else []
+    # The rtf kernel's predictions, as shares of B: each image in each bin with probability 1/k.
+    expected = ([(pl.col("expected_exact_uniform").first() / pl.col("batch_size").first()).alias("expected")]
+                if "expected_exact_uniform" in names else [])
     share = (rows.filter(pl.col("exact").is_not_null()).group_by("batch_size", "bins")
-             .agg(pl.col("exact").cast(pl.Float64).mean().alias("share"), *extra).sort("batch_size", "bins").collect())
+             .agg(pl.col("exact").cast(pl.Float64).mean().alias("share"), *extra, *expected)
+             .sort("batch_size", "bins").collect())
     if share.is_empty():
         return None
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for (batch_size,), line in share.group_by("batch_size", maintain_order=True):
-        ax.plot(line["bins"], line["share"], marker="o", label=f"B={batch_size}")
+        drawn = ax.plot(line["bins"], line["share"], marker="o", label=f"B={batch_size}")
+        if expected:
+            ax.plot(line["bins"], line["expected"], linestyle="--", color=drawn[0].get_color(),
+                    label=f"B={batch_size}, expected B(1-1/k)^(B-1)/B")
     bins = sorted(share["bins"].unique().to_list())
     if bins[0] > 0 and bins[-1] / bins[0] >= 8:
         ax.set_xscale("log")
