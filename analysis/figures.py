@@ -89,6 +89,8 @@ def reconstruction_grid(rows: pl.DataFrame, images: pl.DataFrame, factors: list[
     each reconstruction captioned with its PSNR / SSIM / LPIPS."""
     joined = rows.join(images, on=["job_id", "image_index"], how="inner").sort([*factors, "image_index"])
     settings = joined.partition_by(factors, as_dict=False, maintain_order=True) if factors else [joined]
+    if len(settings) > 1 and max(len(s) for s in settings) == 1:  # one image per setting (e.g. Fishing)
+        return _one_image_per_setting(settings, factors, path)
     columns = max(1, min(per_setting, max(len(s) for s in settings)))
     fig, axes = plt.subplots(2 * len(settings), columns, figsize=(1.35 * columns + 1.6, 2.9 * len(settings)),
                              squeeze=False)
@@ -108,6 +110,27 @@ def reconstruction_grid(rows: pl.DataFrame, images: pl.DataFrame, factors: list[
         top[0].text(-0.1, 0.5, "original", transform=top[0].transAxes, rotation=90, va="center", ha="right", fontsize=7)
         bottom[0].text(-0.1, 0.5, "reconstruction", transform=bottom[0].transAxes, rotation=90, va="center",
                        ha="right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _one_image_per_setting(settings: list[pl.DataFrame], factors: list[str], path: Path) -> Path:
+    """Settings side by side: originals above reconstructions, the setting's values as column title."""
+    fig, axes = plt.subplots(2, len(settings), figsize=(1.5 * len(settings) + 1.0, 3.6), squeeze=False)
+    for c, setting in enumerate(settings):
+        row = setting.row(0, named=True)
+        axes[0][c].imshow(_decode(row["original_png"]))
+        axes[1][c].imshow(_decode(row["reconstruction_png"]))
+        for ax in (axes[0][c], axes[1][c]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][c].set_title("\n".join(f"{k}={row[k]}" for k in factors), fontsize=6)
+        lp = "–" if row.get("lpips") is None else f"{row['lpips']:.2f}"
+        axes[1][c].set_xlabel(f"{row['psnr']:.1f} dB\n{row['ssim']:.2f} / {lp}", fontsize=6)
+    axes[0][0].set_ylabel("original", fontsize=7)
+    axes[1][0].set_ylabel("reconstruction", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
