@@ -103,3 +103,15 @@ def test_report_without_html_keeps_the_terminal_table_and_files(tmp_path):
         assert (sweep / "report" / name).stat().st_size > 0
     assert not (sweep / "report" / "report.html").exists() and not (sweep / "report" / "grids").exists()
     assert pl.read_csv(sweep / "report" / "summary.csv").height == 4
+
+
+def test_one_image_per_setting_is_laid_out_side_by_side(tmp_path):
+    # Fishing writes one row per job: five settings of one image each make one wide row, not a column.
+    from analysis.figures import reconstruction_grid
+
+    sweep = write_sweep(tmp_path, {"batch_size": [4, 8, 16, 32, 64]}, seeds=1, images_per_job=1, with_images=True)
+    rows = scan_shards(sweep).select("job_id", "image_index", "batch_size", "psnr", "ssim", "lpips").collect()
+    path = reconstruction_grid(rows, load_images(sweep, rows["job_id"].to_list()), ["batch_size"],
+                               tmp_path / "grid.png")
+    width, height = Image.open(path).size
+    assert width > 2 * height and not_blank(path)
