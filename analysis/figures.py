@@ -121,16 +121,26 @@ def _one_image_per_setting(settings: list[pl.DataFrame], factors: list[str], pat
     fig, axes = plt.subplots(2, len(settings), figsize=(1.5 * len(settings) + 1.0, 3.6), squeeze=False)
     for c, setting in enumerate(settings):
         row = setting.row(0, named=True)
-        axes[0][c].imshow(_decode(row["original_png"]))
-        axes[1][c].imshow(_decode(row["reconstruction_png"]))
-        for ax in (axes[0][c], axes[1][c]):
-            ax.set_xticks([])
-            ax.set_yticks([])
+        draw_pair(axes[0][c], axes[1][c], row)
         axes[0][c].set_title("\n".join(f"{k}={row[k]}" for k in factors), fontsize=6)
         lp = "–" if row.get("lpips") is None else f"{row['lpips']:.2f}"
         axes[1][c].set_xlabel(f"{row['psnr']:.1f} dB\n{row['ssim']:.2f} / {lp}", fontsize=6)
-    axes[0][0].set_ylabel("original", fontsize=7)
-    axes[1][0].set_ylabel("reconstruction", fontsize=7)
+    return save_pairs(fig, axes, path, fontsize=7)
+
+
+def draw_pair(top, bottom, row: dict) -> None:
+    """An original above its reconstruction, without ticks."""
+    top.imshow(_decode(row["original_png"]))
+    bottom.imshow(_decode(row["reconstruction_png"]))
+    for ax in (top, bottom):
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def save_pairs(fig, axes, path: Path, fontsize: int) -> Path:
+    """Names the two rows of a figure of draw_pair columns and writes it."""
+    axes[0][0].set_ylabel("original", fontsize=fontsize)
+    axes[1][0].set_ylabel("reconstruction", fontsize=fontsize)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from analysis.figures import _decode, reconstruction_grid  # noqa: E402
+from analysis.figures import draw_pair, reconstruction_grid, save_pairs  # noqa: E402
 from analysis.influence import SAME_LABEL  # noqa: E402
 from analysis.shards import load_images, scan_shards  # noqa: E402
 
@@ -39,20 +39,11 @@ def label_repetition_row(rows: pl.DataFrame, images: pl.DataFrame, path: Path) -
     c = 0
     for batch in batches:
         for i, row in enumerate(batch.iter_rows(named=True)):
-            axes[0][c + i].imshow(_decode(row["original_png"]))
-            axes[1][c + i].imshow(_decode(row["reconstruction_png"]))
-            for ax in (axes[0][c + i], axes[1][c + i]):
-                ax.set_xticks([])
-                ax.set_yticks([])
+            draw_pair(axes[0][c + i], axes[1][c + i], row)
         axes[0][c].set_title(f"{batch['same_label'][0]} same label", fontsize=8, loc="left")
         axes[1][c].set_xlabel(_metrics_line(batch), fontsize=7, loc="left")
         c += len(batch)
-    axes[0][0].set_ylabel("original", fontsize=8)
-    axes[1][0].set_ylabel("reconstruction", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_pairs(fig, axes, path, fontsize=8)
 
 
 def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
