@@ -25,7 +25,7 @@ from kernels.result import KernelResult, png_bytes
 
 # batch_position is null where the paper mode matched a reconstruction to another batch's image.
 COLUMN_TYPES = {"lpips": "float64", "lpips_note": "string", "resumed_from_iteration": "int64",
-                "batch_position": "int64"}
+                "batch_position": "int64", "final_objective": "float64"}
 
 
 @dataclass

@@ -25,7 +25,7 @@ def run(params: dict, ctx) -> KernelResult:
     reconstruction, final_loss, run_info = invert(
         client.model, update, client.labels, tuple(client.originals.shape[1:]), client.mean, client.std, config,
         generator, checkpoint, observe=observer(client.model, client.labels, params["simulation"], true, weak))
-    job_info = {"iterations_done": params["iterations"], "final_objective": final_loss,
+    job_info = {"final_objective": final_loss,
                 "attack_seconds": time.time() - attack_started,
                 "local_steps": (params["num_images"] // params["local_batch_size"]) * params["local_epochs"],
                 **run_info}

@@ -49,7 +49,7 @@ def run(params: dict, ctx) -> KernelResult:
                                                   tuple(client.originals.shape[1:]), client.mean, client.std,
                                                   IGConfig.from_params(params), generator, checkpoint,
                                                   observe=observe)
-    job_info = {"iterations_done": params["iterations"], "final_objective": final_loss,
+    job_info = {"final_objective": final_loss,
                 "attack_seconds": time.time() - attack_started,
                 "isolation_cosine": fishing.isolation_cosine(manipulated, images, client.labels, t),
                 "honest_isolation_cosine": fishing.isolation_cosine(client.model, images, client.labels, t),

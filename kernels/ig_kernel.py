@@ -25,7 +25,7 @@ def run(params: dict, ctx) -> KernelResult:
     reconstruction, final_loss, run_info = invert(client.model, shared_gradient, labels,
                                                   tuple(client.originals.shape[1:]), client.mean, client.std,
                                                   config, generator, checkpoint)
-    job_info = {"iterations_done": params["iterations"], "final_objective": final_loss,
+    job_info = {"final_objective": final_loss,
                 "attack_seconds": time.time() - attack_started,
                 "labels_recovered": clients.labels_recovered(labels, client.labels), **run_info}
     return clients.result(client, params, reconstruction, job_info, started)

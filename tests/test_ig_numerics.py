@@ -43,3 +43,24 @@ def test_imagenet_settings_top10_layers_and_median_filter():
     cifar = ig.resolve({**defaults, "dataset": "cifar10"})
     assert (imagenet["layers"], imagenet["median_filter"], imagenet["tv"]) == ("top10", True, 1e-6)
     assert (cifar["layers"], cifar["median_filter"], cifar["tv"]) == ("all", False, 1e-2)
+
+
+def test_zero_client_gradient_is_a_result_not_a_failure():
+    """A model that fits its batch perfectly (softmax saturated in float32) sends an exactly zero gradient.
+    The attack cannot match a direction that does not exist: it returns its uninformed starting point,
+    says so, and does not raise (a retry would only fail again)."""
+    from kernels.attacks.ig import IGConfig, client_gradient, invert
+    from kernels.models import build_model
+
+    model = build_model("mlp", 8, 16, 0).eval()
+    labels = torch.tensor([3])
+    with torch.no_grad():
+        model.layers[-1].bias[3] = 1e4  # class 3 wins by a margin no float32 softmax can resolve
+    gradient = client_gradient(model, torch.rand(1, 3, 16, 16), labels)
+    assert all(float(g.abs().max()) == 0 for g in gradient)
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    guess, loss, run = invert(model, gradient, labels, (3, 16, 16), mean, std, IGConfig(iterations=5),
+                              torch.Generator().manual_seed(0))
+    start = torch.randn((1, 3, 16, 16), generator=torch.Generator().manual_seed(0)).clamp(0, 1)
+    assert loss is None and run["zero_gradient"] and run["iterations_done"] == 0
+    assert torch.equal(guess, start)

@@ -61,6 +61,11 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[:, :, :, :-1] - x[:, :, :, 1:]).abs().mean() + (x[:, :, :-1, :] - x[:, :, 1:, :]).abs().mean()
 
 
+class ZeroGradient(ValueError):
+    """The client sent an exactly zero gradient: a model sure of every image of the batch underflows its
+    softmax in float32, so the update carries nothing of the images and no direction to match."""
+
+
 def gradient_distance(cost_fn: str, target: list[torch.Tensor]) -> Callable[[list[torch.Tensor]], torch.Tensor]:
     """Distance to the target gradient. Flat views and dot products avoid materialising an
     elementwise product of all 11M ResNet-18 parameters at every iteration."""
@@ -71,8 +76,8 @@ def gradient_distance(cost_fn: str, target: list[torch.Tensor]) -> Callable[[lis
         # cosine does not depend on scale) so only the trial's own norm stays in the denominator.
         scale = max(float(t.abs().max()) for t in flat_target)
         if scale == 0:
-            raise ValueError("the client's gradient is exactly zero (the model fits this batch perfectly): "
-                             "there is nothing to invert")
+            raise ZeroGradient("the client's gradient is exactly zero (the model fits this batch perfectly): "
+                               "there is nothing to invert")
         scaled = [t / scale for t in flat_target]
         length = torch.sqrt(sum(torch.dot(t, t) for t in scaled))
         unit_target = [t / length for t in scaled]
@@ -108,8 +113,9 @@ def invert(
     progress: Callable[[int, float], None] | None = None,
     observe: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, float, dict]:
-    """Returns the reconstruction (normalised, like the model's input), the final objective, and how
-    the run went: interruptions survived and the iteration it last resumed from.
+    """Returns the reconstruction (normalised, like the model's input), the final objective (None when
+    the client's gradient is exactly zero: see ZeroGradient), and how the run went: interruptions
+    survived, the iteration it last resumed from, iterations done, whether the gradient was zero.
 
     `observe` maps candidate images to what is compared with `target`, differentiably; by default the
     FedSGD gradient (FedAvg passes a simulation of the client's local training instead)."""
@@ -126,12 +132,21 @@ def invert(
         def observe(x: torch.Tensor) -> list[torch.Tensor]:
             observed = observe_all(x)
             return [observed[i] for i in chosen]
-    distance = gradient_distance(config.cost_fn, [target[i] for i in chosen])
     x = torch.randn((len(labels), *shape), generator=generator, device="cpu").to(device).requires_grad_(True)
     low, high = (0 - mean) / std, (1 - mean) / std
+    try:
+        distance = gradient_distance(config.cost_fn, [target[i] for i in chosen])
+    except ZeroGradient:
+        # A result, not an error (retrying cannot change it): the attacker learns nothing, so its answer
+        # is its uninformed starting point, scored like any reconstruction.
+        guess = torch.maximum(torch.minimum(x.detach(), high), low)
+        return guess, None, {"interruptions": 0, "resumed_from_iteration": None, "iterations_done": 0,
+                             "zero_gradient": True}
     optimizer = torch.optim.Adam([x], lr=config.lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.iterations), gamma=0.1)
-    loss_value, start, run = float("nan"), 0, {"interruptions": 0, "resumed_from_iteration": None}
+    loss_value, start = float("nan"), 0
+    run = {"interruptions": 0, "resumed_from_iteration": None, "iterations_done": config.iterations,
+           "zero_gradient": False}
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
         with torch.no_grad():
@@ -139,7 +154,7 @@ def invert(
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, loss_value = saved["step"], saved["loss"]
-        run = {"interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
+        run = {**run, "interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
     for step in range(start, config.iterations):
         loss = distance(observe(x)) + config.tv * total_variation(x)
         if not torch.isfinite(loss):
