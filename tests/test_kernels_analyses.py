@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.analyses import activation_inputs, gradient_embedding
-from kernels.analyses.common import cosine, direction
+from kernels.gradient_cosine import cosine, direction
 from kernels.analyses.gradient_embedding import CountSketch
 from kernels.analyses.gradient_similarity import batch_positions, draw_images
 from kernels.data.embedded import evaluation_split

@@ -30,7 +30,8 @@ import torch
 from sklearn.manifold import TSNE
 
 from kernels import client as clients
-from kernels.analyses.common import direction, flat_gradient, job_columns
+from kernels.analyses.common import flat_gradient, job_columns
+from kernels.gradient_cosine import direction
 from kernels.result import KernelResult
 
 SKETCH_DIM = 1 << 16

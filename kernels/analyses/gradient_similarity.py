@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from kernels import client as clients
-from kernels.analyses.common import cosine, direction, flat_gradient, job_columns
+from kernels.analyses.common import flat_gradient, job_columns
+from kernels.gradient_cosine import cosine, direction
 from kernels.result import KernelResult
 
 

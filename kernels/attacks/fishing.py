@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from kernels.attacks.ig import client_gradient
+from kernels.gradient_cosine import ZeroGradient, cosine, direction
 
 # Large enough that exp(z_t - NON_TARGET_BIAS) underflows float32 for any honest logit z_t (margin > 104),
 # small enough that the cross-entropy of ~1000 still has float32 resolution ~1e-4. Breaching's value.
@@ -95,13 +96,12 @@ def isolation_cosine(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     sent = body_gradient(model, client_gradient(model, images, labels))
     own = body_gradient(model, client_gradient(model, images[target_position:target_position + 1],
                                                labels[target_position:target_position + 1]))
-    # float64 throughout: torch's float32 norm of an 11M-entry vector is off by ~1e-3 (a cosine of
-    # 1.0015), and a trained model's gradients of ~1e-23 square to below float32's range.
-    dot = sum(float(torch.dot(a.flatten().double(), b.flatten().double())) for a, b in zip(sent, own))
-    norms = [sum(float(g.double().square().sum()) for g in grads) ** 0.5 for grads in (sent, own)]
-    if 0.0 in norms:
+    try:
+        units = [direction(torch.cat([g.flatten() for g in grads]), what)[0]
+                 for grads, what in ((sent, "the batch"), (own, "the target"))]
+    except ZeroGradient:
         return None
-    return dot / (norms[0] * norms[1])
+    return cosine(*units)
 
 
 def target_class_count(labels: torch.Tensor, target_position: int) -> int:

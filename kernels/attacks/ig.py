@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.checkpoint import AttackCheckpoint
+from kernels.gradient_cosine import ZeroGradient
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,6 @@ def client_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of neighbouring pixels, horizontally plus vertically."""
     return (x[:, :, :, :-1] - x[:, :, :, 1:]).abs().mean() + (x[:, :, :-1, :] - x[:, :, 1:, :]).abs().mean()
-
-
-class ZeroGradient(ValueError):
-    """The client sent an exactly zero gradient: a model sure of every image of the batch underflows its
-    softmax in float32, so the update carries nothing of the images and no direction to match."""
 
 
 def gradient_distance(cost_fn: str, target: list[torch.Tensor]) -> Callable[[list[torch.Tensor]], torch.Tensor]:
