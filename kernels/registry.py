@@ -362,56 +362,39 @@ def _analysis_check(p: dict) -> str | None:
     return _data_check(p) or _state_check(p)
 
 
-GRADIENT_SIMILARITY = Kernel(
-    name="gradient_similarity",
-    version="gradsim-1",
-    entry="kernels.analyses.gradient_similarity:run",
-    doc="Table II: cosine similarity between one image's gradient and the gradients of batches in which "
-        "1..B images share its label.",
-    params={
-        **_ANALYSIS_TARGET,
-        "batch_size": Param(int, 4, "B: the batches I_1..I_B (I_i: i images share the anchor's label)", min=2),
-        "data_seed": Param(int, 0, "seed of the anchor image and of the other images drawn"),
-    },
-    check=_analysis_check,
-    resolve=_data_resolve,
-    prerequisites=_prerequisites,
-    preflight=_preflight,
+def _analysis(name: str, version: str, doc: str, params: dict[str, Param],
+              check: Callable[[dict], str | None] = _analysis_check) -> Kernel:
+    """A gradient analysis: one job looks at the honest target model on some images of the data set
+    (module kernels/analyses/<name>.py); no attack, no batch protocol."""
+    return Kernel(name=name, version=version, entry=f"kernels.analyses.{name}:run", doc=doc,
+                  params={**_ANALYSIS_TARGET, **params}, check=check, resolve=_data_resolve,
+                  prerequisites=_prerequisites, preflight=_preflight)
+
+
+GRADIENT_SIMILARITY = _analysis(
+    "gradient_similarity", "gradsim-1",
+    "Table II: cosine similarity between one image's gradient and the gradients of batches in which 1..B "
+    "images share its label.",
+    {"batch_size": Param(int, 4, "B: the batches I_1..I_B (I_i: i images share the anchor's label)", min=2),
+     "data_seed": Param(int, 0, "seed of the anchor image and of the other images drawn")},
 )
 
-GRADIENT_EMBEDDING = Kernel(
-    name="gradient_embedding",
-    version="gradembed-1",
-    entry="kernels.analyses.gradient_embedding:run",
-    doc="Figure 4: a t-SNE embedding of per-image gradients, with their mean pairwise cosine similarity.",
-    params={
-        **_ANALYSIS_TARGET,
-        "num_images": Param(int, 64, "images whose gradients are embedded", min=4),
-        "data_seed": Param(int, 0, "seed of the images drawn"),
-        "perplexity": Param(float, 10.0, "t-SNE perplexity (must be below num_images)", min=1.0),
-        "seed": Param(int, 0, "seed of the t-SNE initialisation"),
-    },
+GRADIENT_EMBEDDING = _analysis(
+    "gradient_embedding", "gradembed-1",
+    "Figure 4: a t-SNE embedding of per-image gradients, with their mean pairwise cosine similarity.",
+    {"num_images": Param(int, 64, "images whose gradients are embedded", min=4),
+     "data_seed": Param(int, 0, "seed of the images drawn"),
+     "perplexity": Param(float, 10.0, "t-SNE perplexity (must be below num_images)", min=1.0),
+     "seed": Param(int, 0, "seed of the t-SNE initialisation")},
     check=lambda p: (f"perplexity ({p['perplexity']}) must be below num_images ({p['num_images']})"
                      if p["perplexity"] >= p["num_images"] else _analysis_check(p)),
-    resolve=_data_resolve,
-    prerequisites=_prerequisites,
-    preflight=_preflight,
 )
 
-ACTIVATION_INPUTS = Kernel(
-    name="activation_inputs",
-    version="actin-1",
-    entry="kernels.analyses.activation_inputs:run",
-    doc="Figure 8: histograms of the inputs each activation layer sees on the data, per layer.",
-    params={
-        **_ANALYSIS_TARGET,
-        "num_images": Param(int, 64, "images fed through the model", min=1),
-        "data_seed": Param(int, 0, "seed of the images drawn"),
-    },
-    check=_analysis_check,
-    resolve=_data_resolve,
-    prerequisites=_prerequisites,
-    preflight=_preflight,
+ACTIVATION_INPUTS = _analysis(
+    "activation_inputs", "actin-1",
+    "Figure 8: histograms of the inputs each activation layer sees on the data, per layer.",
+    {"num_images": Param(int, 64, "images fed through the model", min=1),
+     "data_seed": Param(int, 0, "seed of the images drawn")},
 )
 
 TRAIN_MODEL = Kernel(
