@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analysis.levels import sort_naturally
 from analysis.tables import METRICS
 
 
@@ -50,7 +51,7 @@ def summarize_dask(shard_dir: str | Path, by: list[str], client=None, files_per_
         pl.col(c).fill_nan(None) for c in table.columns if c.endswith(("_mean", "_std"))))
     if "lpips_n" in table.columns:
         table = table.with_columns(pl.col("lpips_n").cast(pl.UInt32))
-    return table.sort(by)
+    return sort_naturally(table, by)
 
 
 @contextmanager

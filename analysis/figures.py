@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from analysis.levels import level_key, natural_levels, sort_naturally  # noqa: E402
 from analysis.tables import METRICS  # noqa: E402
 
 LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
@@ -30,20 +31,23 @@ def _group_name(row: dict, keys: list[str]) -> str:
 
 
 def _draw_curves(ax, table: pl.DataFrame, metric: str, x: str | None, lines: list[str]) -> None:
+    """One line per setting of `lines`, in level order (so is the legend), over the x factor's levels.
+    A text x factor gets one tick per level, in level order, shared by every line: a line that lacks
+    a level skips its position instead of shifting onto its neighbour's."""
+    table = sort_naturally(table, [*lines, *([x] if x else [])])
     groups = table.partition_by(lines, as_dict=False, maintain_order=True) if lines else [table]
     numeric_x = bool(x) and table.schema[x].is_numeric()
+    levels = natural_levels(table[x].drop_nulls().to_list(), x) if x else [0]
     for group in groups:
-        group = group.sort(x) if x else group
         xs = group[x].to_list() if x else [0]
-        positions = xs if numeric_x else list(range(len(xs)))
+        positions = xs if numeric_x else [levels.index(v) if v in levels else np.nan for v in xs]
         mean = group[f"{metric}_mean"].to_numpy().astype(float)
         std = np.nan_to_num(group[f"{metric}_std"].to_numpy().astype(float))  # one image: no spread, no band
         ax.plot(positions, mean, marker="o", label=_group_name(group.row(0, named=True), lines))
         ax.fill_between(positions, mean - std, mean + std, alpha=0.2)
-        if x and not numeric_x:
-            ax.set_xticks(positions, [str(v) for v in xs])
-    if numeric_x:
-        levels = sorted(table[x].unique().to_list())
+    if x and not numeric_x:
+        ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+    if numeric_x and levels:
         if levels[0] > 0 and levels[-1] / levels[0] >= 8:
             ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(v) for v in levels])
@@ -57,12 +61,22 @@ def metric_curves(table: pl.DataFrame, factors: list[str], path: Path, x: str | 
     """Mean with a ±1 std band against the x factor, one line per setting of the other factors: one
     column of panels per metric and, with `panel` (say `dataset`, as in Figure 3(a)), one row per value.
     `table` is a factor table (`tables.summarize`); the file format follows the suffix (.png, .pdf)."""
+    fig = metric_curves_figure(table, factors, x, panel)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def metric_curves_figure(table: pl.DataFrame, factors: list[str], x: str | None = None,
+                         panel: str | None = None) -> plt.Figure:
+    """The figure `metric_curves` writes, still open: lines, legend entries, ticks and panels all in
+    level order (analysis/levels.py)."""
     metrics = [m for m in METRICS if f"{m}_mean" in table.columns and table[f"{m}_mean"].null_count() < len(table)]
     x = x or _x_factor(table, [f for f in factors if f != panel])
     lines = [f for f in factors if f not in (x, panel)]
     panels = table.partition_by(panel, as_dict=False, maintain_order=True) if panel else [table]
     if panel:
-        panels = sorted(panels, key=lambda p: str(p[panel][0]))
+        panels = sorted(panels, key=lambda p: level_key(panel)(p[panel][0]))
     fig, axes = plt.subplots(len(panels), max(1, len(metrics)), figsize=(4.2 * max(1, len(metrics)),
                                                                          3.4 * len(panels)), squeeze=False)
     for row_axes, part in zip(axes, panels):
@@ -74,9 +88,7 @@ def metric_curves(table: pl.DataFrame, factors: list[str], path: Path, x: str | 
         axes[0][0].legend(fontsize=8)
     fig.suptitle("mean ± std over images and seeds", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _decode(png: bytes) -> np.ndarray:
@@ -87,7 +99,7 @@ def reconstruction_grid(rows: pl.DataFrame, images: pl.DataFrame, factors: list[
                         per_setting: int = 8) -> Path:
     """For each setting of the factors: a row of originals above a row of their reconstructions,
     each reconstruction captioned with its PSNR / SSIM / LPIPS."""
-    joined = rows.join(images, on=["job_id", "image_index"], how="inner").sort([*factors, "image_index"])
+    joined = sort_naturally(rows.join(images, on=["job_id", "image_index"], how="inner"), [*factors, "image_index"])
     settings = joined.partition_by(factors, as_dict=False, maintain_order=True) if factors else [joined]
     if len(settings) > 1 and max(len(s) for s in settings) == 1:  # one image per setting (e.g. Fishing)
         return _one_image_per_setting(settings, factors, path)

@@ -30,7 +30,8 @@ import numpy as np
 import polars as pl
 from scipy.stats import rankdata
 
-from analysis.paper_marks import FACTORS, KERNEL_FAMILY, paper_mark
+from analysis.levels import natural_key
+from analysis.paper_marks import FACTORS, KERNEL_FAMILY, PAPER_TABLE_I, paper_mark
 
 # Side of the images in pixels, per data set (the embedded set is 32x32 crops).
 RESOLUTION = {"embedded": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
@@ -184,7 +185,10 @@ def influence_marks(evidence: pl.DataFrame) -> pl.DataFrame:
     """Table I in the paper's shape: one row per family, one column per factor. A cell reads
     'data (rho, metric) | paper', with '≠' when they disagree; 'not varied' when the sweep holds one level."""
     primary = {(r["family"], r["factor"]): r for r in _primary(evidence).iter_rows(named=True)}
-    families = list(dict.fromkeys(evidence["family"].to_list()))
+    # Rows in the paper's order, then families the paper has no row for, in level order.
+    paper_rows = list(PAPER_TABLE_I)
+    families = sorted(set(evidence["family"].to_list()), key=lambda f: (
+        (0, paper_rows.index(f)) if f in paper_rows else (1, natural_key(f))))
     table = {"family": families}
     for factor in FACTORS:
         cells = []

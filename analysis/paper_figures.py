@@ -13,6 +13,7 @@ import polars as pl  # noqa: E402
 
 from analysis.figures import draw_pair, reconstruction_grid, save_pairs  # noqa: E402
 from analysis.influence import SAME_LABEL  # noqa: E402
+from analysis.levels import level_key, sort_naturally  # noqa: E402
 from analysis.shards import load_images, scan_shards  # noqa: E402
 
 SHOWN = ["job_id", "image_index", "psnr", "ssim", "lpips"]
@@ -103,7 +104,7 @@ def slice_grid(sweep: str | Path, path: Path, where: dict | None = None, by: lis
     metric_rows = rows.select(*dict.fromkeys([*by, *(c for c in SHOWN if c in names)])).collect()
     if "lpips" not in metric_rows.columns:
         metric_rows = metric_rows.with_columns(pl.lit(None, pl.Float64).alias("lpips"))
-    shown = (metric_rows.sort([*by, "image_index"]).group_by(by, maintain_order=True).head(per_setting) if by
+    shown = (sort_naturally(metric_rows, [*by, "image_index"]).group_by(by, maintain_order=True).head(per_setting) if by
              else metric_rows.sort("image_index").head(per_setting))
     images = load_images(sweep, shown["job_id"].unique().to_list())
     if shown.is_empty() or images.is_empty():
@@ -124,9 +125,9 @@ def gradient_embedding_scatter(rows: pl.LazyFrame, path: Path) -> Path | None:
         "job_id", *keys, "label", "embed_x", "embed_y", "mean_cosine_to_others").collect()
     if points.is_empty():
         return None
-    untrained_first = {"untrained": "0", "trained": "1"}  # the paper's left and right panels
+    # Level order puts untrained before trained: the paper's left and right panels.
     panels = sorted(points.partition_by("job_id", as_dict=False),
-                    key=lambda p: tuple(untrained_first.get(str(p[k][0]), str(p[k][0])) for k in keys))
+                    key=lambda p: tuple(level_key(k)(p[k][0]) for k in keys))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         ax.scatter(panel["embed_x"], panel["embed_y"], c=panel["label"], cmap="tab20", s=12)
@@ -162,9 +163,9 @@ def activation_inputs_figure(rows: pl.LazyFrame, path: Path, window: float = 2.0
     names = rows.collect_schema().names()
     if not {"bin_low", "bin_high", "count", "activation"} <= set(names):
         return None
-    histogram = (rows.filter(pl.col("count").is_not_null())
-                 .group_by("activation", "bin_low", "bin_high").agg(pl.col("count").sum())
-                 .sort("activation", "bin_low").collect())
+    histogram = sort_naturally(rows.filter(pl.col("count").is_not_null())
+                               .group_by("activation", "bin_low", "bin_high").agg(pl.col("count").sum()).collect(),
+                               ["activation", "bin_low"])
     if histogram.is_empty():
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from analysis.levels import natural_levels, sort_naturally
 from analysis.tables import METRICS
 
 HEADERS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
@@ -56,12 +57,12 @@ def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
     if cells.is_empty():
         return None
     keys = [*_varying(cells, tuple(extra)), "position"]
-    table = cells.select(keys).unique().sort(keys)
+    table = cells.select(keys).unique()
     for shared in sorted(cells["shared_labels"].unique().to_list()):
         column = cells.filter(pl.col("shared_labels") == shared).select(
             *keys, pl.col("cosine").round(4).alias(f"I_{shared}"))
         table = table.join(column, on=keys, how="left")
-    table = table.with_columns(pl.format("I^{}", pl.col("position") + 1).alias("position")).rename({"position": ""})
+    table = sort_naturally(table, keys).with_columns(pl.format("I^{}", pl.col("position") + 1).alias("position")).rename({"position": ""})
     anchors = int(cells["n"].max())
     caption = (f"Cosine similarity between each image's gradient and its batch's gradient; I_i: i images share the "
                f"anchor's label; mean over {anchors} anchor(s)" + _single_values(cells, tuple(extra)))
@@ -86,11 +87,12 @@ def fedavg_table(rows: pl.LazyFrame) -> PaperTable | None:
     if means.is_empty():
         return None
     keys = [*_varying(means, ("dataset",)), "local_epochs", "batch_size"]
-    table = means.select(keys).unique().sort(keys)
+    table = means.select(keys).unique()
     for simulation in [s for s in SIMULATIONS if s in set(means["simulation"])]:
         part = means.filter(pl.col("simulation") == simulation).select(
             *keys, *(pl.col(m).alias(f"{SIMULATION_NAMES[simulation]} {HEADERS[m]}") for m in metrics))
         table = table.join(part, on=keys, how="left")
+    table = sort_naturally(table, keys)
     caption = "Reconstruction results of IG under practical FedAvg" + _single_values(means, ("dataset",))
     return PaperTable("table3_fedavg", caption, table.rename({"local_epochs": "E", "batch_size": "B"}))
 
@@ -110,11 +112,12 @@ def robbing_table(rows: pl.LazyFrame) -> PaperTable | None:
     if counts.is_empty():
         return None
     keys = [*_varying(counts, ("bins", *extra)), "batch_size"]
-    table = counts.select(keys).unique().sort(keys)
-    for dataset in sorted(counts["dataset"].unique().to_list()):
+    table = counts.select(keys).unique()
+    for dataset in natural_levels(counts["dataset"].drop_nulls().to_list(), "dataset"):
         part = counts.filter(pl.col("dataset") == dataset).select(
             *keys, pl.format("{}/{}", "k", "n").alias(dataset))
         table = table.join(part, on=keys, how="left")
+    table = sort_naturally(table, keys)
     caption = "Images exactly reconstructed by Robbing the Fed" + _single_values(counts, ("bins", *extra))
     return PaperTable("table4_robbing", caption, table.rename({"batch_size": "Batch Size"}))
 

@@ -11,7 +11,8 @@ import polars as pl
 
 from analysis.export import write_table
 from analysis.figures import metric_curves, reconstruction_grid
-from analysis.influence import influence_evidence, influence_marks
+from analysis.influence import PRIMARY, influence_evidence, influence_marks
+from analysis.levels import level_key, sort_naturally
 from analysis.paper_figures import (activation_inputs_figure, exact_recovery_curve, gradient_embedding_scatter,
                                     label_repetition_row)
 from analysis.paper_tables import PaperTable, paper_tables
@@ -40,7 +41,7 @@ def _figure(draw: Callable[[Path], Path | None], png: Path, pdf: bool) -> Path |
 
 
 def _shown_rows(metric_rows: pl.DataFrame, by: list[str], per_setting: int = 8) -> pl.DataFrame:
-    ordered = metric_rows.sort([*by, "image_index"])
+    ordered = sort_naturally(metric_rows, [*by, "image_index"])
     return ordered.group_by(by, maintain_order=True).head(per_setting) if by else ordered.head(per_setting)
 
 
@@ -50,9 +51,9 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
     (for the HTML page); `replicates`: bootstrap resamples behind Table I."""
     sweep = Path(sweep)
     out = Path(out) if out else sweep / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    rows = scan_shards(sweep)  # raises before anything is written when the folder holds no results
     by = factors(sweep)
-    rows = scan_shards(sweep)
+    out.mkdir(parents=True, exist_ok=True)
     names = rows.collect_schema().names()
     table = summarize(rows, by)
     files = [out / "summary.csv", out / "summary.md"]
@@ -65,7 +66,8 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
     evidence = influence_evidence(rows, replicates=replicates)
     if not evidence.is_empty():
         report.tables += [PaperTable("table1_influence", "Table I from data: does each factor change the attack's "
-                                     "quality? (primary metric; | paper's mark; ≠ disagreement)",
+                                     f"quality? Each cell: the data's mark (rho, on the first of {', '.join(PRIMARY)} "
+                                     "the family's rows have) | the paper's mark; ≠ where they disagree",
                                      influence_marks(evidence)),
                           PaperTable("table1_evidence", "Table I evidence: stratified Spearman rho between factor "
                                      "level and quality (higher is better), 95% bootstrap interval", evidence)]
@@ -132,7 +134,7 @@ def _configuration_grids(sweep: Path, metric_rows: pl.DataFrame, by: list[str], 
     """One grid per setting of the grid's factors (at most MAX_GRIDS), each reading its own jobs' images."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = metric_rows.partition_by(by, as_dict=False, maintain_order=True) if by else [metric_rows]
-    settings = sorted(settings, key=lambda s: tuple(str(s[f][0]) for f in by))[:MAX_GRIDS]
+    settings = sorted(settings, key=lambda s: tuple(level_key(f)(s[f][0]) for f in by))[:MAX_GRIDS]
     made = []
     for i, setting in enumerate(settings):
         shown = _shown_rows(setting, by)

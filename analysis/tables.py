@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import polars as pl
 
+from analysis.levels import sort_naturally
+
 METRICS = ("psnr", "ssim", "lpips")
 
 
 def summarize(rows: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
-    """One row per combination of `by`: images, jobs, and mean / std of each metric present.
-    LPIPS is averaged over the images that have a value; `lpips_n` says how many did."""
+    """One row per combination of `by`, in level order (analysis/levels.py): images, jobs, and mean /
+    std of each metric present. LPIPS is averaged over the images that have a value; `lpips_n` says
+    how many did."""
     present = [m for m in METRICS if m in rows.collect_schema().names()]
     aggregations = [pl.len().alias("images"), pl.col("job_id").n_unique().alias("jobs")]
     for metric in present:
@@ -17,15 +20,23 @@ def summarize(rows: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
         aggregations.append(pl.col("lpips").is_not_null().sum().alias("lpips_n"))
     grouped = rows.group_by(by) if by else rows.select(pl.all())
     table = grouped.agg(aggregations) if by else rows.select(aggregations)
-    return table.sort(by).collect() if by else table.collect()
+    return sort_naturally(table.collect(), by) if by else table.collect()
+
+
+def markdown_cell(text: str) -> str:
+    """A table cell's text as Markdown: a `|` inside it would end the cell (Table I's cells read
+    "data | paper"), and a line break would end the row."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
 
 
 def to_markdown(table: pl.DataFrame, digits: int = 3) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
+    """A GitHub-flavoured Markdown table: exactly one cell per column on every row."""
+    header = "| " + " | ".join(markdown_cell(c) for c in table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     lines = [header, rule]
     for row in table.iter_rows():
-        cells = [("" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)) for v in row]
+        cells = [("" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else markdown_cell(str(v)))
+                 for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
