@@ -1,6 +1,12 @@
-"""`orch`: plan, launch, resume, status and report sweeps of grid files."""
+"""`orch`: plan, launch, resume, status and report sweeps of grid files.
+
+Exit codes: 0 all jobs done (SLURM: submitted), 1 some jobs failed for good or were blocked by a failed
+prerequisite, 2 bad input or refused (nothing was created), 130 interrupted (Ctrl-C or SIGTERM)."""
 from __future__ import annotations
 
+import re
+import signal
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,14 +17,38 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.errors import OrchError
-from orchestrator.executors import make_executor
-from orchestrator.expand import Plan, expand
+from orchestrator.executors import check_executor, make_executor
+from orchestrator.expand import JobSpec, Plan, expand
 from orchestrator.grid import load_grid
 from orchestrator.launch import check_ready, default_sweep_dir, job_states, pending_jobs, prepare
 from orchestrator.sweep import Sweep
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sweeps of gradient inversion attacks: grid YAML -> jobs -> Parquet shards -> tables.")
+EXIT_DONE, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+# click's base of usage errors; recent typer vendors its own copy of click, so it is found from typer.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _Orch(typer.Typer):
+    """A mistyped option or command is one `error:` line with exit code 2, like every other refusal
+    (click's own report takes four lines and a usage box)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            kwargs.setdefault("prog_name", "orch")  # also when run as `python -m orchestrator.cli`
+            code = super().__call__(*args, standalone_mode=False, **kwargs)
+        except _ClickException as error:
+            where = f"{error.ctx.command_path}: " if getattr(error, "ctx", None) else ""
+            hint = f" (see `{error.ctx.command_path} --help`)" if getattr(error, "ctx", None) else ""
+            err.print(f"error: {where}{error.format_message()}{hint}", highlight=False, markup=False, soft_wrap=True)
+            sys.exit(EXIT_REFUSED)
+        except typer.Abort:
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else EXIT_DONE)
+
+
+# Plain click help: typer's rich help shows a <bool> type beside every flag, as if it took a value.
+app = _Orch(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+            help="Sweeps of gradient inversion attacks: grid YAML -> jobs -> Parquet shards -> tables.")
 # Wide enough for a factor table when the output goes to a log file rather than a terminal.
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
@@ -32,22 +62,56 @@ Bump = Annotated[Optional[str], typer.Option(help="slurm: raise resources of job
 
 
 def _fail(error: OrchError) -> None:
-    err.print(f"[red]error:[/red] {error}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(2)
+    err.print("[red]error:[/red] ", str(error), sep="", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (what SLURM and `timeout` send) stops a launch as Ctrl-C does."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _interrupted(sweep: Sweep | None) -> None:
+    if sweep is not None and sweep.exists():
+        err.print(f"interrupted; finished results are kept. Continue with: orch resume {sweep.root}", highlight=False)
+    else:
+        err.print("interrupted before the sweep was created; nothing to resume", highlight=False)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def natural_key(value) -> tuple:
+    """Numbers by value, then text with its digit runs compared as numbers: resnet18 < resnet34 < resnet101."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    parts = re.split(r"(\d+)", str(value))
+    return (1, tuple(int(p) if i % 2 else p for i, p in enumerate(parts)))
+
+
+def job_count(jobs: list[JobSpec]) -> str:
+    """'10 jobs + 1 prerequisite', the same words in plan, launch and resume."""
+    prerequisites = sum(1 for j in jobs if j.prerequisite)
+    grid_jobs = len(jobs) - prerequisites
+    text = f"{grid_jobs} job{'s' if grid_jobs != 1 else ''}"
+    if prerequisites:
+        text += f" + {prerequisites} prerequisite{'s' if prerequisites != 1 else ''}"
+    return text
 
 
 def _print_plan(plan: Plan, first: int = 10) -> None:
     grid = plan.grid
     out.print(f"[bold]{grid.name}[/bold] ({grid.source}, kernel {grid.kernel.name}"
-              f"{', scale ' + grid.scale if grid.scale else ''}): [bold]{len(plan.jobs)}[/bold] jobs"
-              + (f" + {len(plan.prerequisites)} prerequisite job(s)" if plan.prerequisites else ""))
+              f"{', scale ' + grid.scale if grid.scale else ''}): [bold]{job_count(plan.all_jobs)}[/bold]",
+              highlight=False)
     counts = Table("parameter", "values (jobs each)", title="per-axis counts", title_justify="left")
     for name, counter in plan.axis_counts().items():
+        values = sorted(counter, key=natural_key)
         if len(counter) > 12:  # a fan-out such as batch_index: its range says enough
-            values = sorted(counter, key=str)
             counts.add_row(name, f"{len(counter)} values, {values[0]} .. {values[-1]}")
         else:
-            counts.add_row(name, ", ".join(f"{v} ({n})" for v, n in counter.items()))
+            counts.add_row(name, ", ".join(f"{v} ({counter[v]})" for v in values))
     out.print(counts)
     jobs = Table("job_id", "label", "requires", title=f"first {min(first, len(plan.all_jobs))} jobs", title_justify="left")
     for job in plan.all_jobs[:first]:
@@ -72,27 +136,37 @@ def launch(
     executor: Executor = "local",
     profile: ProfileOpt = None,
     workers: Workers = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan and check data, create nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="every check a launch makes; create and submit nothing")] = False,
     retry_failed: RetryFailed = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="shared cache (default $ORCH_CACHE_DIR or <sweeps>/.cache)")] = None,
     report: Annotated[bool, typer.Option(help="write the report when a local sweep ends")] = True,
 ) -> None:
     """Run a grid. Jobs that already have a shard in the sweep directory are skipped."""
+    _stop_on_sigterm()
+    sweep = None
     try:
+        # Every check first, in this order; only then does anything touch the disk or the scheduler.
         the_plan = expand(load_grid(grid, scale))
-        check_ready(the_plan.all_jobs, the_plan.grid.source)
+        check_ready(the_plan.all_jobs, the_plan.grid.source, submits=executor == "slurm")
+        runner = make_executor(executor, workers=workers, profile=profile)
+        check_executor(runner)
+        target = Sweep(sweep_dir or default_sweep_dir(the_plan))
+        target.check_target()
+        target.check_compatible(the_plan)
         if dry_run:
             _print_plan(the_plan)
+            err.print(f"dry run: every check passed; would launch into {target.root}; nothing was created",
+                      highlight=False)
             return
-        runner = make_executor(executor, workers=workers, profile=profile)
-        sweep = Sweep(sweep_dir or default_sweep_dir(the_plan))
+        sweep = target
         with sweep.lock():
             prepare(the_plan, sweep, cache_dir)
-            _run(sweep, the_plan.all_jobs, the_plan.grid.max_attempts, retry_failed, runner)
+            code = _run(sweep, the_plan.all_jobs, the_plan.grid.max_attempts, retry_failed, runner)
     except OrchError as e:
         _fail(e)
-    if report and runner.blocking:
-        _report(sweep.root)
+    except KeyboardInterrupt:
+        _interrupted(sweep)
+    _finish(sweep, runner, report, code)
 
 
 @app.command()
@@ -107,27 +181,38 @@ def resume(
 ) -> None:
     """Run what a sweep directory still lacks, from the directory alone. Jobs that SLURM still holds
     (queued or running) are never submitted again."""
+    _stop_on_sigterm()
+    sweep = Sweep(sweep_dir)
     try:
-        sweep = Sweep(sweep_dir)
         meta = sweep.meta()
         jobs = sweep.jobs()
-        check_ready(jobs, str(sweep.root / "grid.yaml"))
+        check_ready(jobs, str(sweep.root / "grid.yaml"), submits=executor == "slurm")
         runner = make_executor(executor, workers=workers, profile=profile, bump=bump)
+        check_executor(runner)
         with sweep.lock():
-            _run(sweep, jobs, meta["max_attempts"], retry_failed, runner)
+            sweep.clean_stale_running()
+            code = _run(sweep, jobs, meta["max_attempts"], retry_failed, runner)
     except OrchError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        _interrupted(sweep)
+    _finish(sweep, runner, report, code)
+
+
+def _finish(sweep: Sweep, runner, report: bool, code: int) -> None:
     if report and runner.blocking:
         _report(sweep.root)
+    raise typer.Exit(code)
 
 
-def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, runner) -> None:
+def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, runner) -> int:
+    """Runs or submits what is pending; returns the exit code."""
     pending = pending_jobs(sweep, jobs, max_attempts, retry_failed)
-    err.print(f"{sweep.root}: {len(jobs)} jobs, {pending.done} already done, {len(pending.jobs)} to run"
-              + (f", {len(pending.exhausted)} failed {max_attempts} times (--retry-failed to rerun)"
-                 if pending.exhausted else ""), highlight=False)
+    err.print(f"{sweep.root}: {job_count(jobs)}, {pending.done} already done, {len(pending.jobs)} to run"
+              + (f", {len(pending.exhausted)} failed for good (--retry-failed to rerun)" if pending.exhausted else ""),
+              highlight=False)
     if not pending.jobs:
-        return
+        return EXIT_FAILED if pending.exhausted else EXIT_DONE
     if not runner.blocking:
         made = runner.run(sweep, pending.jobs, pending.attempts_left)
         count = sum(len(task) for s in made for task in s.tasks)
@@ -137,16 +222,18 @@ def _run(sweep: Sweep, jobs, max_attempts: int, retry_failed: bool, runner) -> N
         if made:
             err.print(f"submitted {count} jobs in {len(made)} array(s): {', '.join(s.array_id for s in made)}; "
                       f"follow with `orch status {sweep.root}`", highlight=False)
-        return
+        return EXIT_DONE
     started = time.monotonic()
     outcome = runner.run(sweep, pending.jobs, pending.attempts_left)
     elapsed = time.monotonic() - started
     err.print(f"{len(outcome.done)} done, {len(outcome.failed)} failed, {len(outcome.blocked)} blocked "
               f"in {elapsed:.1f}s", highlight=False)
     if outcome.interrupted:
-        raise OrchError(f"interrupted; finished results are kept. Continue with: orch resume {sweep.root}")
-    if outcome.failed or outcome.blocked:
+        raise KeyboardInterrupt
+    if outcome.failed or outcome.blocked or pending.exhausted:
         err.print(f"see `orch status {sweep.root}` for the failures", highlight=False)
+        return EXIT_FAILED
+    return EXIT_DONE
 
 
 @app.command()
@@ -168,22 +255,31 @@ def status(sweep_dir: Path) -> None:
         if sum(row):
             table.add_row(kind, *map(str, row))
     out.print(table)
-    out.print("failed: its last attempt raised (orch resume retries it while attempts remain); lost: SLURM "
-              "no longer holds it and it left neither shard nor failure record (cancelled, killed, node lost)",
-              style="dim", highlight=False)
+    out.print("failed: its last attempt raised (orch resume retries it while attempts remain, unless a rerun "
+              "cannot change it); lost: SLURM no longer holds it and it left neither shard nor failure record "
+              "(cancelled, killed, node lost)", style="dim", highlight=False)
+    running = sweep.running()
+    if running:
+        now_running = Table("job_id", "job", "host", "since", title="running here", title_justify="left")
+        for job_id, record in sorted(running.items(), key=lambda item: item[1].get("started", "")):
+            now_running.add_row(job_id, f"{record.get('kernel', '')} {record.get('label', '')}"[:100],
+                                str(record.get("host")), str(record.get("started", ""))[:19])
+        out.print(now_running)
     failures = sweep.failures()
     reasons: Counter = Counter()
     example: dict[str, str] = {}
     for job_id, records in failures.items():
         if states.get(job_id) != "failed":
             continue
-        reason = records[-1]["error"].splitlines()[0][:160]
-        reasons[reason] += 1
-        example.setdefault(reason, f"{sweep.root}/failures/{job_id}.{records[-1]['attempt']:03d}.json")
+        last = records[-1]
+        reason = (last["error"].splitlines() or [""])[0][:160]
+        key = (reason, "yes" if last["retryable"] else "no: fails the same way again")
+        reasons[key] += 1
+        example.setdefault(key, f"{sweep.root}/failures/{job_id}.{last['attempt']:03d}.json")
     if reasons:
-        why = Table("jobs", "last error", "example record", title="failures", title_justify="left")
-        for reason, n in reasons.most_common():
-            why.add_row(str(n), reason, example[reason])
+        why = Table("jobs", "last error", "rerun can help", "example record", title="failures", title_justify="left")
+        for (reason, again), n in reasons.most_common():
+            why.add_row(str(n), reason, again, example[(reason, again)])
         out.print(why)
 
 
@@ -193,7 +289,9 @@ def cancel(sweep_dir: Path) -> None:
     from orchestrator.executors.slurm import cancel as cancel_arrays
 
     try:
-        arrays = cancel_arrays(Sweep(sweep_dir))
+        sweep = Sweep(sweep_dir)
+        sweep.check()
+        arrays = cancel_arrays(sweep)
     except OrchError as e:
         _fail(e)
     out.print(f"cancelled arrays: {', '.join(arrays)}" if arrays else "nothing of this sweep is queued or running")
@@ -205,7 +303,9 @@ def logs(sweep_dir: Path, job_id: str) -> None:
     from orchestrator.executors.slurm import log_paths
 
     try:
-        paths = log_paths(Sweep(sweep_dir), job_id)
+        sweep = Sweep(sweep_dir)
+        sweep.check()
+        paths = log_paths(sweep, job_id)
     except OrchError as e:
         _fail(e)
     for path in paths:
@@ -220,6 +320,10 @@ def report(sweep_dir: Path, out_dir: Annotated[Optional[Path], typer.Option(help
            pdf: Annotated[bool, typer.Option("--pdf", help="write every figure as PDF too (PNG always)")] = False) -> None:
     """PSNR / SSIM / LPIPS by the grid's factors and the paper's tables the sweep has data for (CSV, Markdown,
     LaTeX), the figures, and with --html one page holding all of it."""
+    try:
+        Sweep(sweep_dir).check()  # a wrong path is refused before a report folder is made there
+    except OrchError as e:
+        _fail(e)
     _report(sweep_dir, out_dir, html=html, pdf=pdf)
 
 

@@ -30,7 +30,8 @@ class Pending:
     jobs: list[JobSpec]
     attempts_left: dict[str, int]
     done: int
-    exhausted: list[str]  # failed max_attempts times; rerun only with --retry-failed
+    exhausted: list[str]  # failed for good: max_attempts times, or once in a way a rerun cannot change;
+    # rerun only with --retry-failed
 
 
 def pending_jobs(sweep: Sweep, jobs: list[JobSpec], max_attempts: int, retry_failed: bool) -> Pending:
@@ -40,7 +41,8 @@ def pending_jobs(sweep: Sweep, jobs: list[JobSpec], max_attempts: int, retry_fai
     for job in jobs:
         if job.job_id in completed:
             continue
-        used = len(failures.get(job.job_id, []))
+        records = failures.get(job.job_id, [])
+        used = max_attempts if records and not records[-1]["retryable"] else len(records)
         budget = max_attempts if retry_failed else max_attempts - used
         if budget <= 0:
             exhausted.append(job.job_id)
@@ -50,10 +52,12 @@ def pending_jobs(sweep: Sweep, jobs: list[JobSpec], max_attempts: int, retry_fai
     return Pending(todo, left, len(jobs) - len(todo) - len(exhausted), exhausted)
 
 
-def check_ready(jobs: list[JobSpec], source: str) -> None:
+def check_ready(jobs: list[JobSpec], source: str, submits: bool = False) -> None:
+    """Data and weights the jobs need are in place. submits: the executor is a scheduler's."""
     problems = preflight(jobs)
     if problems:
-        raise OrchError(f"{source}: nothing was submitted:\n" + "\n".join(f"  - {p}" for p in problems))
+        nothing = "nothing was created or submitted" if submits else "nothing was created"
+        raise OrchError(f"{source}: {nothing}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def prepare(plan: Plan, sweep: Sweep, cache_dir: Path | None) -> None:
@@ -62,21 +66,26 @@ def prepare(plan: Plan, sweep: Sweep, cache_dir: Path | None) -> None:
     sweep.create(plan, cache_dir or default_cache_dir(sweep.root))
     sweep.append_provenance({"time": now().isoformat(), **describe_launch(sys.argv)})
     sweep.clean_stale_tmp()
+    sweep.clean_stale_running()
 
 
 def job_states(sweep: Sweep, jobs: list[JobSpec], max_attempts: int) -> dict[str, str]:
     """done | queued | running | failed | lost | pending for every job. A shard is the only proof of
-    done; the SLURM queue (read only if the sweep was ever submitted there) says queued or running."""
+    done; the SLURM queue (read only if the sweep was ever submitted there) says queued or running, and
+    so do the live records of the local executor (running/)."""
     from orchestrator.executors.slurm import active_jobs, latest_task
 
     completed, failures = sweep.completed(), sweep.failures()
     submitted = latest_task(sweep)
     active = active_jobs(sweep) if submitted else {}
+    running_here = sweep.running()
     states = {}
     for job in jobs:
         records = failures.get(job.job_id, [])
         if job.job_id in completed:
             state = "done"
+        elif job.job_id in running_here:
+            state = "running"
         elif job.job_id in active:
             state = "queued" if active[job.job_id] == "pending" else "running"
         elif job.job_id in submitted and not (records and records[-1]["time"] > submitted[job.job_id][0].time):

@@ -1,11 +1,12 @@
 """The one entry point that runs a job, on the local executor and on SLURM alike.
 
 It calls the kernel through the registry, adds the job's identity, parameters and provenance to every
-row, and publishes the shard atomically. A failure leaves a record with its traceback and attempt
-number, and no shard.
+row, and publishes the shard atomically. A failure leaves a record with its traceback, attempt number
+and whether a rerun can change it, and no shard.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -23,6 +24,36 @@ from orchestrator.sweep import Sweep, now
 
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
+# OS errors of a flaky file system or network: the same job may well succeed on the next attempt.
+_TRANSIENT_ERRNOS = {errno.ESTALE, errno.EIO, errno.ETIMEDOUT, errno.EAGAIN, errno.ECONNRESET, errno.EHOSTUNREACH}
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether rerunning the job can change the outcome: memory exhausted (MemoryError, CUDA out of
+    memory: torch.OutOfMemoryError, matched by name so that the orchestrator never imports torch), a
+    connection or time-out, a transient OS error. Anything else (a malformed data file, a non-finite
+    objective, a bad parameter combination) fails the same way again and is failed for good at once."""
+    if isinstance(error, (MemoryError, ConnectionError, TimeoutError)):
+        return True
+    if any(cls.__name__ == "OutOfMemoryError" for cls in type(error).__mro__):
+        return True
+    if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
+        return True
+    return "CUDA out of memory" in str(error)  # older torch raised a plain RuntimeError
+
+
+class JobFailed(Exception):
+    """What run_job raises when the kernel failed (the failure record is already written). A plain
+    message and flag, so that it crosses a process boundary whatever the kernel raised."""
+
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message, retryable)
+        self.message = message
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
 
 @dataclass
 class RunContext:
@@ -35,7 +66,7 @@ class RunContext:
 
 
 def run_job(sweep_root: str, job: JobSpec) -> dict:
-    """Runs one job unless its shard exists. Returns a short summary; raises if the kernel failed."""
+    """Runs one job unless its shard exists. Returns a short summary; raises JobFailed if it failed."""
     sweep = Sweep(sweep_root)
     if job.job_id in sweep.completed():
         return {"job_id": job.job_id, "status": "already-done", "seconds": 0.0}
@@ -61,8 +92,9 @@ def run_job(sweep_root: str, job: JobSpec) -> dict:
         sweep.publish(job, rows, images)
         shutil.rmtree(scratch, ignore_errors=True)  # checkpoints of a finished job are dead weight
     except Exception as error:
-        sweep.record_failure(job, attempt, f"{type(error).__name__}: {error}", traceback.format_exc())
-        raise
+        message, again = f"{type(error).__name__}: {error}", retryable(error)
+        sweep.record_failure(job, attempt, message, traceback.format_exc(), retryable=again)
+        raise JobFailed(message, again) from error
     return {"job_id": job.job_id, "status": "done", "seconds": seconds}
 
 

@@ -1,12 +1,14 @@
 """The sweep directory: everything about one sweep lives under one folder.
 
     grid.yaml            the grid text as first launched (frozen)
-    sweep.json           name, scale, kernel, factors, cache folder, creation time
     manifest.parquet     one row per job: id, label, parameters (as columns and as JSON), resources
+    sweep.json           name, scale, kernel, factors, cache folder, creation time: written last, so
+                         a folder without it is a launch killed while creating the sweep
     shards/<id>.parquet  metrics rows of a finished grid job: the only proof that it is done
     prerequisites/<id>.parquet   the same for jobs other jobs depend on (e.g. a training run)
     images/<id>.parquet  originals and reconstructions as PNG bytes
-    failures/<id>.<attempt>.json traceback, host and time of each failed attempt
+    failures/<id>.<attempt>.json traceback, host, time and whether a rerun can help, per failed attempt
+    running/<id>.json    a job running on the local executor now: worker and launcher pid, host, start
     provenance.jsonl     one line per launch: git SHA, package versions, host, command
     scheduler/submissions.jsonl  SLURM arrays submitted: array id, job ids per task, resources
     logs/                scheduler logs (logs/slurm/<array>_<task>_0_log.{out,err})
@@ -39,6 +41,19 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _alive(pid) -> bool:
+    """Whether a process with this id exists on this host."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 class Sweep:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -52,9 +67,56 @@ class Sweep:
         return self.meta_path.exists()
 
     def meta(self) -> dict:
+        """sweep.json, or an OrchError that says what the folder is instead of a sweep."""
+        if not self.meta_path.is_file():
+            raise OrchError(self._not_a_sweep())
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise OrchError(f"{self.meta_path}: unreadable ({error}); it is written in one atomic step, so "
+                            "something else changed it: restore it or launch into a new --sweep-dir") from None
+        if not isinstance(meta, dict) or not {"name", "scale", "max_attempts", "cache_dir"} <= meta.keys():
+            raise OrchError(f"{self.meta_path}: not the metadata of a sweep (expected name, scale, max_attempts, "
+                            "cache_dir)")
+        return meta
+
+    def _not_a_sweep(self) -> str:
+        root = self.root
+        if not root.exists():
+            return f"{root}: no such sweep directory"
+        if root.is_file():
+            hint = (f"; a grid file is launched: orch launch {root}" if root.suffix in (".yaml", ".yml")
+                    else "")
+            return f"{root} is a file, not a sweep directory{hint}"
+        if (root / "grid.yaml").exists() or (root / "tmp").exists():
+            return (f"{root}: a launch was killed before it finished creating this sweep (no sweep.json); "
+                    f"launch the grid again with --sweep-dir {root}")
+        return f"{root} is not a sweep directory (no sweep.json)"
+
+    def check(self) -> dict:
+        """Everything a command needs to read the sweep (sweep.json and the manifest); returns sweep.json."""
+        meta = self.meta()
+        self.jobs()
+        return meta
+
+    def check_target(self) -> None:
+        """Before a launch creates anything: the folder is absent, a sweep, or what a killed launch left."""
+        if self.root.exists() and not self.root.is_dir():
+            raise OrchError(f"--sweep-dir {self.root} is a file; a sweep directory is a folder (absent or a sweep)")
+
+    def check_compatible(self, plan: Plan) -> None:
+        """An existing sweep is continued only by the grid and scale it was first launched from."""
         if not self.exists():
-            raise OrchError(f"{self.root} is not a sweep directory (no sweep.json)")
-        return json.loads(self.meta_path.read_text())
+            return
+        meta = self.meta()
+        try:
+            frozen = (self.root / "grid.yaml").read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise OrchError(f"{self.root / 'grid.yaml'}: unreadable ({error})") from None
+        if frozen != plan.grid.text or meta["scale"] != plan.grid.scale:
+            raise OrchError(
+                f"{self.root} was launched from a different grid or scale ({meta.get('source')}, scale "
+                f"{meta['scale']}); resume it with `orch resume {self.root}` or pick another --sweep-dir")
 
     def result_path(self, job: JobSpec) -> Path:
         return self.root / ("prerequisites" if job.prerequisite else "shards") / f"{job.job_id}.parquet"
@@ -65,24 +127,22 @@ class Sweep:
 
     # --- creation -----------------------------------------------------------------------------
     def create(self, plan: Plan, cache_dir: Path) -> None:
-        """First launch writes the frozen grid and sweep.json; later launches must use the same grid."""
-        grid = plan.grid
+        """First launch writes the frozen grid, the manifest, then sweep.json; later launches must use the
+        same grid. sweep.json is the commit point: each file is written atomically, and a kill before the
+        last write leaves a folder every command names as unfinished and a launch completes."""
+        self.check_compatible(plan)
         if self.exists():
-            meta = self.meta()
-            frozen = (self.root / "grid.yaml").read_text()
-            if frozen != grid.text or meta["scale"] != grid.scale:
-                raise OrchError(
-                    f"{self.root} was launched from a different grid or scale ({meta['source']}, scale "
-                    f"{meta['scale']}); resume it with `orch resume {self.root}` or pick another --sweep-dir")
-        else:
-            for sub in ("shards", "prerequisites", "images", "failures", "logs", "tmp"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            self._write_atomic(self.root / "grid.yaml", grid.text.encode())
-            meta = {"name": grid.name, "source": grid.source, "scale": grid.scale, "kernel": grid.kernel.name,
-                    "factors": grid.factors, "max_attempts": grid.max_attempts,
-                    "cache_dir": str(Path(cache_dir).resolve()), "created": now().isoformat()}
-            self._write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
+            self._write_manifest(plan)  # same grid: the same jobs, rewritten in one atomic step
+            return
+        grid = plan.grid
+        for sub in ("shards", "prerequisites", "images", "failures", "logs", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._write_atomic(self.root / "grid.yaml", grid.text.encode())
         self._write_manifest(plan)
+        meta = {"name": grid.name, "source": grid.source, "scale": grid.scale, "kernel": grid.kernel.name,
+                "factors": grid.factors, "max_attempts": grid.max_attempts,
+                "cache_dir": str(Path(cache_dir).resolve()), "created": now().isoformat()}
+        self._write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
 
     def _write_manifest(self, plan: Plan) -> None:
         rows = []
@@ -99,9 +159,16 @@ class Sweep:
         self._write_table(self.root / "manifest.parquet", table, overwrite=True)
 
     def jobs(self) -> list[JobSpec]:
-        table = pq.read_table(self.root / "manifest.parquet").to_pylist()
-        return [JobSpec(r["job_id"], r["kernel"], json.loads(r["params"]), r["label"], json.loads(r["resources"]),
-                        tuple(r["requires"]), r["prerequisite"]) for r in table]
+        path = self.root / "manifest.parquet"
+        try:
+            table = pq.read_table(path).to_pylist()
+            return [JobSpec(r["job_id"], r["kernel"], json.loads(r["params"]), r["label"],
+                            json.loads(r["resources"]), tuple(r["requires"]), r["prerequisite"]) for r in table]
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as error:
+            problem = "missing" if not path.exists() else f"unreadable ({str(error).splitlines()[0][:200]})"
+            raise OrchError(f"{path}: {problem}; rewrite it with the sweep's own grid: orch launch "
+                            f"{self.root / 'grid.yaml'} --sweep-dir {self.root}"
+                            + (f" --scale {self.meta()['scale']}" if self.meta()["scale"] else "")) from None
 
     # --- state --------------------------------------------------------------------------------
     def completed(self) -> set[str]:
@@ -121,6 +188,7 @@ class Sweep:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.endswith(".json"):
                 record = json.loads(Path(entry.path).read_text())
+                record.setdefault("retryable", True)  # records written before the key existed
                 found.setdefault(record["job_id"], []).append(record)
         return found
 
@@ -130,17 +198,98 @@ class Sweep:
 
     # --- writes -------------------------------------------------------------------------------
     def publish(self, job: JobSpec, rows: pa.Table, images: pa.Table | None) -> bool:
-        """Images first, then the shard that proves the job done. False if a shard was already there."""
-        if images is not None and images.num_rows:
-            self._write_table(self.root / "images" / f"{job.job_id}.parquet", images, overwrite=True)
-        return self._write_table(self.result_path(job), rows, overwrite=False)
+        """Makes the job done: its shard, and its images if it has any. True if this call's result is the
+        one published, False if another copy's already was.
 
-    def record_failure(self, job: JobSpec, attempt: int, error: str, traceback_text: str) -> None:
+        Two copies of one job may run at once (a requeued SLURM task beside its original on a lost node,
+        an orphaned array beside its resubmission). The shard is first-wins, and the images follow the
+        same rule, so that they always belong to the published shard. With images, in three steps:
+
+          1. this copy's rows are staged as images/<id>.rows.<copy> (no reader looks there);
+          2. its images are hard-linked to images/<id>.parquet, first wins: the copy that wins this link
+             owns the job, and the file says which copy that is (Parquet metadata orch.copy);
+          3. the owner's staged rows are hard-linked to the shard, first wins, then unlinked.
+
+        Step 3 is the same whoever runs it: a copy that lost step 2 completes step 3 with the owner's
+        staged rows, not its own. So a kill at any moment leaves no images and no shard (the job reruns),
+        images without a shard (the job reruns and its rerun publishes the owner's staged rows), or both
+        from one copy; never a shard without its images, nor images of another copy beside the shard.
+        Whether a job has images depends on its parameters only, so its copies agree on it.
+        """
+        shard = self.result_path(job)
+        if images is None or not images.num_rows:
+            return self._write_table(shard, rows, overwrite=False)
+        folder = self.root / "images"
+        copy = f"{socket.gethostname()}.{os.getpid()}.{time.monotonic_ns()}"
+        staged = folder / f"{job.job_id}.rows.{copy}"
+        self._write_table(staged, rows, overwrite=True)
+        images_path = folder / f"{job.job_id}.parquet"
+        tagged = images.replace_schema_metadata({**(images.schema.metadata or {}), b"orch.copy": copy.encode()})
+        if self._write_table(images_path, tagged, overwrite=False):
+            owner = copy
+        else:
+            owner = (pq.read_schema(images_path).metadata or {}).get(b"orch.copy", b"").decode()
+        owner_rows = folder / f"{job.job_id}.rows.{owner}"
+        # Staged rows first: their owner links the shard before it unlinks them.
+        if owner != copy and not owner_rows.exists() and not shard.exists():
+            # Images nobody can complete: written before this layout (no orch.copy) or edited by hand.
+            # This copy's images and rows take their place.
+            self._write_table(images_path, tagged, overwrite=True)
+            owner, owner_rows = copy, staged
+        try:
+            placed = self._place(owner_rows, shard, overwrite=False)
+        except FileNotFoundError:  # another copy placed the owner's rows and unlinked them meanwhile
+            placed = False
+        if shard.exists():  # the staged rows of copies that lost are dead weight now
+            for stale in folder.glob(f"{job.job_id}.rows.*"):
+                stale.unlink(missing_ok=True)
+        return placed and owner == copy
+
+    def record_failure(self, job: JobSpec, attempt: int, error: str, traceback_text: str,
+                       retryable: bool = True) -> None:
+        """retryable: whether a rerun can change the outcome (a killed worker, memory, a flaky file
+        system); a deterministic failure (bad data, a bad parameter combination) is failed for good."""
         record = {"job_id": job.job_id, "label": job.label, "attempt": attempt, "error": error,
-                  "traceback": traceback_text, "host": socket.gethostname(), "pid": os.getpid(),
-                  "time": now().isoformat()}
+                  "retryable": retryable, "traceback": traceback_text, "host": socket.gethostname(),
+                  "pid": os.getpid(), "time": now().isoformat()}
         path = self.root / "failures" / f"{job.job_id}.{attempt:03d}.json"
         self._write_atomic(path, json.dumps(record, indent=2).encode())
+
+    # --- jobs running on the local executor ---------------------------------------------------
+    def mark_running(self, job: JobSpec) -> None:
+        """Called by the worker process that runs the job; its parent is the launcher."""
+        record = {"job_id": job.job_id, "kernel": job.kernel, "label": job.label, "pid": os.getpid(),
+                  "launcher_pid": os.getppid(), "host": socket.gethostname(), "started": now().isoformat()}
+        self._write_atomic(self.root / "running" / f"{job.job_id}.json", json.dumps(record).encode())
+
+    def unmark_running(self, job_id: str) -> None:
+        (self.root / "running" / f"{job_id}.json").unlink(missing_ok=True)
+
+    def running(self) -> dict[str, dict]:
+        """job id -> record, for the jobs that really run now. A record left by a killed launcher or
+        worker is stale: on this host its worker or launcher pid is dead. (A record from another host
+        cannot be checked and is believed.)"""
+        folder, found = self.root / "running", {}
+        if not folder.exists():
+            return found
+        host = socket.gethostname()
+        for entry in os.scandir(folder):
+            try:
+                record = json.loads(Path(entry.path).read_text())
+            except (OSError, ValueError):
+                continue  # removed meanwhile, or not ours
+            if record.get("host") != host or (_alive(record.get("pid")) and _alive(record.get("launcher_pid"))):
+                found[record["job_id"]] = record
+        return found
+
+    def clean_stale_running(self) -> None:
+        """Under the launch lock: records whose processes are gone only mislead `status`."""
+        live = self.running()
+        folder = self.root / "running"
+        if folder.exists():
+            for entry in os.scandir(folder):
+                if entry.name[:-5] not in live:
+                    Path(entry.path).unlink(missing_ok=True)
 
     def append_provenance(self, record: dict) -> None:
         self._append_line(self.root / "provenance.jsonl", record)

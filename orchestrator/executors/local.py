@@ -1,7 +1,8 @@
 """Runs jobs in worker processes on this machine, prerequisites first, with a live progress bar.
 
-Workers die with the launcher (PR_SET_PDEATHSIG), ignore Ctrl-C (the launcher stops them), and write
-only through the sweep's atomic publish: killing the launcher at any moment leaves no partial result.
+Workers die with the launcher (PR_SET_PDEATHSIG), ignore Ctrl-C and SIGTERM (the launcher stops them),
+and write only through the sweep's atomic publish: killing the launcher at any moment leaves no partial
+result. While a job runs, its worker keeps a record in <sweep>/running/ for `orch status`.
 """
 from __future__ import annotations
 
@@ -10,24 +11,55 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from orchestrator.errors import OrchError
 from orchestrator.expand import JobSpec
-from orchestrator.runner import run_job
+from orchestrator.runner import JobFailed, retryable, run_job
 from orchestrator.sweep import Sweep
 
 _PR_SET_PDEATHSIG = 1
+_REFRESH_SECONDS = 1.0  # how often the ETA and the running jobs are redrawn while nothing finishes
+_NAME_WIDTH = 48  # characters of each running job's name in the progress line
 
 
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a signal to the whole process group: the launcher decides
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _run_in_worker(sweep_root: str, job: JobSpec) -> dict:
+    """run_job, with a record of the running job that `orch status` reads while it runs."""
+    sweep = Sweep(sweep_root)
+    sweep.mark_running(job)
+    try:
+        return run_job(sweep_root, job)
+    finally:
+        sweep.unmark_running(job.job_id)
+
+
+def job_name(job: JobSpec, width: int = _NAME_WIDTH) -> str:
+    """'train_model dataset=embedded,model=resnet18,…': the kernel, then as much of the label as fits."""
+    text = f"{job.kernel} {job.label}".strip()
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def eta_text(durations: list[float], remaining: int, workers: int) -> str:
+    """Mean duration of the finished jobs x jobs left / workers busy on them; '?' before any finished."""
+    if not remaining:
+        return "0:00:00"
+    if not durations:
+        return "?"
+    seconds = sum(durations) / len(durations) * remaining / min(workers, remaining)
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
 
 
 @dataclass
@@ -45,36 +77,49 @@ class LocalExecutor:
         self.workers = workers
         self.console = console or Console(stderr=True)
 
+    def check(self) -> None:
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise OrchError(f"--workers: expected an integer >= 1, got {self.workers}")
+
     def run(self, sweep: Sweep, jobs: list[JobSpec], attempts_left: dict[str, int]) -> Outcome:
         cpus = max(int(j.resources.get("cpus", 1)) for j in jobs) if jobs else 1
-        workers = self.workers or max(1, (os.cpu_count() or 1) // cpus)
+        workers = self.workers or max(1, (os.cpu_count() or 1) // max(1, cpus))
         outcome = Outcome()
         completed = sweep.completed()
         waiting = {j.job_id: j for j in jobs}
         running: dict[Future, JobSpec] = {}
         failed_for_good: set[str] = set()
+        durations: list[float] = []  # seconds of the jobs finished in this launch, for the ETA
         context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and locks
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=self.console, transient=False)
-        task = progress.add_task(f"{sweep.meta()['name']} ({workers} workers)", total=len(jobs), failed=0)
+                            TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
+                            TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[now]}", markup=False),
+                            console=self.console, transient=False)
+        task = progress.add_task(f"{sweep.meta()['name']} ({workers} workers)", total=len(jobs), failed=0,
+                                 eta="?", now="")
         interactive = self.console.is_terminal
 
         def log(message: str) -> None:
-            if not interactive:  # a live bar is noise in a log file: one line per finished job instead
-                self.console.print(message, highlight=False, soft_wrap=True)
+            if not interactive:  # a live bar is noise in a log file: one line per started and finished job
+                self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
-        def failure(job: JobSpec, message: str) -> None:
+        def redraw() -> None:
+            left = len(waiting) + len(running)
+            progress.update(task, eta=eta_text(durations, left, workers),
+                            now="running: " + "; ".join(job_name(j) for j in running.values()) if running else "")
+
+        def failure(job: JobSpec, message: str, again: bool) -> None:
             attempts_left[job.job_id] -= 1
             outcome.failed[job.job_id] = message
-            if attempts_left[job.job_id] > 0:
+            if again and attempts_left[job.job_id] > 0:
                 waiting[job.job_id] = job
                 log(f"retry  {job.job_id} {job.label}: {message}")
             else:
                 failed_for_good.add(job.job_id)
                 progress.update(task, advance=1, failed=len(failed_for_good))
-                log(f"FAILED {job.job_id} {job.label}: {message}")
+                log(f"FAILED {job.job_id} {job.label}: {message}" + ("" if again else " (a rerun cannot change it)"))
 
         try:
             with progress:
@@ -88,11 +133,13 @@ class LocalExecutor:
                             del waiting[job_id]
                             progress.advance(task)
                         elif all(r in completed for r in job.requires):
-                            running[pool.submit(run_job, str(sweep.root), job)] = job
+                            running[pool.submit(_run_in_worker, str(sweep.root), job)] = job
                             del waiting[job_id]
+                            log(f"start  {job_name(job, 200)}")
                     if not running:
                         break
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    redraw()
+                    finished, _ = wait(list(running), timeout=_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
                     broken: list[JobSpec] = []
                     for future in finished:
                         job = running.pop(future)
@@ -101,11 +148,19 @@ class LocalExecutor:
                         except BrokenProcessPool:
                             broken.append(job)
                             continue
-                        except Exception as error:  # the runner already wrote the failure record
-                            failure(job, f"{type(error).__name__}: {error}")
+                        except JobFailed as error:  # the runner already wrote the failure record
+                            failure(job, error.message, error.retryable)
+                            continue
+                        except Exception as error:  # raised outside the kernel: no record yet
+                            message = f"{type(error).__name__}: {error}"
+                            sweep.record_failure(job, sweep.attempts(job.job_id) + 1, message, "",
+                                                 retryable=retryable(error))
+                            failure(job, message, retryable(error))
                             continue
                         completed.add(job.job_id)
                         outcome.done.append(job.job_id)
+                        if summary["status"] == "done":
+                            durations.append(summary["seconds"])
                         progress.advance(task)
                         log(f"done   {job.job_id} {job.label} ({summary['seconds']:.1f}s)")
                     if broken:
@@ -117,10 +172,14 @@ class LocalExecutor:
                         for job in broken:
                             message = "a worker process died (killed, or out of memory) while this job ran"
                             sweep.record_failure(job, sweep.attempts(job.job_id) + 1, message, "")
-                            failure(job, message)
+                            sweep.unmark_running(job.job_id)  # its worker could not remove the record
+                            failure(job, message, again=True)
+                redraw()
         except KeyboardInterrupt:
             outcome.interrupted = True
             self._stop(pool)
+            for job in running.values():
+                sweep.unmark_running(job.job_id)
             return outcome
         pool.shutdown(wait=True)
         for job_id in outcome.done:
