@@ -14,15 +14,34 @@ def _cell(value, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+# Every character that LaTeX reads as markup, and every non-ASCII symbol the tables print, with what
+# typesets it. One pass over the text, character by character: replacing one character after another
+# would escape the braces of `\textbackslash{}` again.
+LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
+    "<": r"\textless{}", ">": r"\textgreater{}",
+    "✓": r"\checkmark{}", "✗": r"$\times$", "×": r"$\times$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+    "→": r"$\rightarrow$", "±": r"$\pm$", "≠": r"$\neq$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$",
+    "∞": r"$\infty$", "·": r"$\cdot$", "–": "--", "—": "---", "…": r"\dots{}", "°": r"$^\circ$",
+    "ρ": r"$\rho$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$", "ε": r"$\epsilon$",
+    "λ": r"$\lambda$", "μ": r"$\mu$", "µ": r"$\mu$", "σ": r"$\sigma$", "τ": r"$\tau$", "θ": r"$\theta$",
+}
+
+
 def _latex_escape(text: str) -> str:
-    for plain, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                           ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                           ("^", r"\textasciicircum{}")):
-        text = text.replace(plain, escaped)
-    for symbol, command in (("✓", r"\checkmark{}"), ("✗", r"$\times$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
-                            ("±", r"$\pm$"), ("ρ", r"$\rho$"), ("–", "--")):
-        text = text.replace(symbol, command)
-    return text
+    """`text` as LaTeX that pdflatex typesets as it reads. Accented Latin letters pass through (UTF-8 is
+    LaTeX's default input encoding); any other symbol not in LATEX is written as its code point
+    (`U+2603`) rather than left to stop the compilation."""
+    out = []
+    for character in text:
+        if character in LATEX:
+            out.append(LATEX[character])
+        elif character.isascii() or (character.isalpha() and ord(character) < 0x250):
+            out.append(character)
+        else:
+            out.append(rf"\texttt{{U+{ord(character):04X}}}")
+    return "".join(out)
 
 
 def to_latex(table: pl.DataFrame, caption: str = "", digits: int = 3) -> str:

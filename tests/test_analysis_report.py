@@ -115,3 +115,18 @@ def test_one_image_per_setting_is_laid_out_side_by_side(tmp_path):
                                tmp_path / "grid.png")
     width, height = Image.open(path).size
     assert width > 2 * height and not_blank(path)
+
+
+def test_a_report_of_a_path_that_is_no_sweep_folder_creates_nothing(tmp_path):
+    from analysis.report import write_report
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: x\n")
+    without_manifest = write_sweep(tmp_path / "killed", {"batch_size": [1, 2]})
+    (without_manifest / "manifest.parquet").unlink()  # a launch stopped before writing it
+    for path, says in ((tmp_path / "missing" / "deeper", "no such sweep folder"), (grid, "is a file"),
+                       (without_manifest, "manifest.parquet is missing")):
+        before = sorted(tmp_path.rglob("*"))
+        with pytest.raises(FileNotFoundError, match=says):
+            write_report(path, replicates=10)
+        assert sorted(tmp_path.rglob("*")) == before, f"{path}: something was created"
