@@ -237,10 +237,11 @@ class Sweep:
             self._write_table(images_path, tagged, overwrite=True)
             owner, owner_rows = copy, staged
         try:
-            placed = self._place(owner_rows, shard, overwrite=False)
-        except FileNotFoundError:  # another copy placed the owner's rows and unlinked them meanwhile
+            os.link(owner_rows, shard)
+            placed = True
+        except (FileExistsError, FileNotFoundError):  # placed already (and unlinked) by another copy
             placed = False
-        if shard.exists():  # the staged rows of copies that lost are dead weight now
+        if shard.exists():  # staged rows, the owner's and those of copies that lost, are dead weight now
             for stale in folder.glob(f"{job.job_id}.rows.*"):
                 stale.unlink(missing_ok=True)
         return placed and owner == copy
