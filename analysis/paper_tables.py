@@ -62,7 +62,8 @@ def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
         column = cells.filter(pl.col("shared_labels") == shared).select(
             *keys, pl.col("cosine").round(4).alias(f"I_{shared}"))
         table = table.join(column, on=keys, how="left")
-    table = sort_naturally(table, keys).with_columns(pl.format("I^{}", pl.col("position") + 1).alias("position")).rename({"position": ""})
+    table = sort_naturally(table, keys)
+    table = table.with_columns(pl.format("I^{}", pl.col("position") + 1).alias("position")).rename({"position": ""})
     anchors = int(cells["n"].max())
     caption = (f"Cosine similarity between each image's gradient and its batch's gradient; I_i: i images share the "
                f"anchor's label; mean over {anchors} anchor(s)" + _single_values(cells, tuple(extra)))

@@ -137,8 +137,10 @@ def test_every_latex_table_is_well_formed(exported):
             check_latex(tex)
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None,
-                    reason="pdflatex is not installed (apt-get install -y texlive-latex-base texlive-latex-recommended)")
+NO_PDFLATEX = "pdflatex is not installed (apt-get install -y texlive-latex-base texlive-latex-recommended)"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason=NO_PDFLATEX)
 def test_every_latex_table_compiles(exported, tmp_path):
     tables = [tex for _, latex in exported.values() for tex in latex]
     tables.append(to_latex(pl.DataFrame({HOSTILE: [HOSTILE], "n": [1.5]}), caption=HOSTILE))
