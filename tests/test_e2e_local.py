@@ -1,5 +1,6 @@
 """A real sweep on the local executor: kill the launcher mid-sweep, launch again, check every job is
 present exactly once and readable, then status and report."""
+import json
 import os
 import signal
 import subprocess
@@ -67,7 +68,9 @@ def test_kill_then_launch_again_completes_every_job_once(tmp_path, write_grid):
     assert summary.height == 4 and set(summary["images"]) == {4}
 
 
-def test_failing_jobs_are_retried_recorded_and_grouped(tmp_path, write_grid):
+def test_jobs_failing_for_good_are_recorded_once_grouped_and_exit_1(tmp_path, write_grid):
+    """Truncated data fails the same way on every attempt: each job is failed for good at its first
+    attempt (no retry), status groups the reason and says a rerun cannot help, and the launch exits 1."""
     root = tmp_path / "data" / "cifar-10-batches-py"
     root.mkdir(parents=True)
     (root / "test_batch").write_bytes(b"\x80\x04truncated")
@@ -80,10 +83,13 @@ max_attempts: 2
 """)
     sweep = tmp_path / "sweep"
     result = orch("launch", str(grid), "--sweep-dir", str(sweep), "--workers", "2", "--no-report")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "0 done, 3 failed" in result.stderr
-    assert len(list((sweep / "failures").glob("*.json"))) == 3 * 2
+    records = [json.loads(p.read_text()) for p in (sweep / "failures").glob("*.json")]
+    assert len(records) == 3 and not any(r["retryable"] for r in records)
     status = orch("status", str(sweep))
     assert "not a readable CIFAR python batch" in status.stdout and "3" in status.stdout
+    assert "fails the same way again" in status.stdout
     again = orch("launch", str(grid), "--sweep-dir", str(sweep), "--no-report")
-    assert "3 failed 2 times (--retry-failed to rerun)" in again.stderr and "0 to run" in again.stderr
+    assert "3 failed for good (--retry-failed to rerun)" in again.stderr and "0 to run" in again.stderr
+    assert again.returncode == 1

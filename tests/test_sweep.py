@@ -87,3 +87,56 @@ def test_one_launcher_at_a_time(sweep):
         with pytest.raises(OrchError, match="being launched or resumed"):
             with Sweep(s.root).lock():
                 pass
+
+
+def test_a_failure_a_rerun_cannot_change_is_failed_for_good_at_once(sweep):
+    import json
+
+    s, plan = sweep
+    deterministic, old_style = plan.jobs[0], plan.jobs[1]
+    s.record_failure(deterministic, 1, "DataError: truncated", "tb", retryable=False)
+    s.record_failure(old_style, 1, "ValueError: x", "tb")
+    record = s.root / "failures" / f"{old_style.job_id}.001.json"
+    written = json.loads(record.read_text())
+    del written["retryable"]  # a record written before the key existed counts as retryable
+    record.write_text(json.dumps(written))
+    p = pending_jobs(s, plan.jobs, max_attempts=2, retry_failed=False)
+    assert p.exhausted == [deterministic.job_id] and p.attempts_left[old_style.job_id] == 1
+    assert pending_jobs(s, plan.jobs, max_attempts=2, retry_failed=True).attempts_left[deterministic.job_id] == 2
+
+
+def test_only_what_can_change_on_a_rerun_is_retryable():
+    import errno
+
+    from orchestrator.runner import retryable
+
+    class OutOfMemoryError(RuntimeError):  # torch.OutOfMemoryError, matched by its name
+        pass
+
+    for error in (MemoryError(), OutOfMemoryError("CUDA"), TimeoutError(), ConnectionResetError(),
+                  OSError(errno.ESTALE, "stale file handle"), OSError(errno.EIO, "i/o"),
+                  RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")):
+        assert retryable(error), error
+    for error in (ValueError("bad combination"), FileNotFoundError(2, "no such file"), KeyError("x"),
+                  RuntimeError("objective is not finite"), ZeroDivisionError()):
+        assert not retryable(error), error
+
+
+def test_running_records_of_dead_processes_are_not_counted(sweep):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    s, plan = sweep
+    live, dead = plan.jobs[0], plan.jobs[1]
+    s.mark_running(live)  # this process as the worker, pytest's parent as the launcher: both alive
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {"job_id": dead.job_id, "kernel": dead.kernel, "label": dead.label, "pid": int(gone.stdout),
+              "launcher_pid": os.getpid(), "host": socket.gethostname(), "started": "2020-01-01T00:00:00"}
+    (s.root / "running" / f"{dead.job_id}.json").write_text(json.dumps(record))
+    assert set(s.running()) == {live.job_id}
+    s.clean_stale_running()
+    assert sorted(p.name for p in (s.root / "running").iterdir()) == [f"{live.job_id}.json"]
+    s.unmark_running(live.job_id)
+    assert s.running() == {}
