@@ -35,6 +35,9 @@ from orchestrator.errors import OrchError
 from orchestrator.expand import JobSpec, Plan
 
 STALE_TMP_SECONDS = 24 * 3600
+_SUBFOLDERS = ("shards", "prerequisites", "images", "failures", "logs", "tmp")
+# What a first launch writes before sweep.json: a folder holding only these is one to launch into again.
+_LEFT_BY_A_KILLED_LAUNCH = {*_SUBFOLDERS, "grid.yaml", "manifest.parquet", ".lock"}
 
 
 def now() -> datetime:
@@ -103,6 +106,12 @@ class Sweep:
         """Before a launch creates anything: the folder is absent, a sweep, or what a killed launch left."""
         if self.root.exists() and not self.root.is_dir():
             raise OrchError(f"--sweep-dir {self.root} is a file; a sweep directory is a folder (absent or a sweep)")
+        if self.root.is_dir() and not self.exists():
+            foreign = sorted(e.name for e in os.scandir(self.root) if e.name not in _LEFT_BY_A_KILLED_LAUNCH)
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise OrchError(f"--sweep-dir {self.root} is a folder that is not a sweep (it holds {shown}); "
+                                "pick a new or empty folder")
 
     def check_compatible(self, plan: Plan) -> None:
         """An existing sweep is continued only by the grid and scale it was first launched from."""
@@ -135,7 +144,7 @@ class Sweep:
             self._write_manifest(plan)  # same grid: the same jobs, rewritten in one atomic step
             return
         grid = plan.grid
-        for sub in ("shards", "prerequisites", "images", "failures", "logs", "tmp"):
+        for sub in _SUBFOLDERS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._write_atomic(self.root / "grid.yaml", grid.text.encode())
         self._write_manifest(plan)

@@ -210,3 +210,9 @@ def test_eta_waits_for_a_finished_job_then_divides_the_work_among_workers():
     assert eta_text([], remaining=6, workers=2) == "?"
     assert eta_text([10.0, 20.0], remaining=6, workers=2) == "00:00:45"  # mean 15 s x 6 jobs / 2 workers
     assert eta_text([10.0], remaining=1, workers=4) == "00:00:10"  # one job left keeps one worker busy
+
+
+def test_sweep_dir_naming_a_folder_of_other_files_is_refused(cwd):
+    (cwd / "papers").mkdir()
+    (cwd / "papers" / "draft.tex").write_text("x")
+    run_refused(cwd, "launch", "grid.yaml", "--sweep-dir", "papers", names=("papers", "not a sweep", "draft.tex"))
