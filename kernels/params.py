@@ -1,11 +1,24 @@
 """Declared kernel parameters: their type, default, allowed values. Pure Python, no torch."""
 from __future__ import annotations
 
+import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 REQUIRED = object()
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_MAX_CHOICES_SHOWN = 8
+
+# Messages quote the offending value: bounded, because a grid may hold a megabyte-long string.
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict = 2, 6, 6
+_repr.maxstring = _repr.maxother = _repr.maxlong = 60
+
+
+def _short(value: Any) -> str:
+    text = _repr.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -33,15 +46,20 @@ class Param:
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
-            return f"expected {_TYPE_NAMES[self.type]}, got {type(value).__name__} {value!r}"
+            return f"expected {_TYPE_NAMES[self.type]}, got {type(value).__name__} {_short(value)}"
+        # NaN passes every comparison (nan < 0 is False) and infinity every minimum: neither is a setting.
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
         if self.choices is not None and value not in self.choices:
             from difflib import get_close_matches
 
-            guess = get_close_matches(str(value), [str(c) for c in self.choices], n=1, cutoff=0.6)
+            guess = get_close_matches(str(value)[:200], [str(c) for c in self.choices], n=1, cutoff=0.6)
             hint = f"; did you mean '{guess[0]}'?" if guess else ""
-            return f"unknown value {value!r}{hint} (valid: {', '.join(map(str, self.choices))})"
+            shown = ", ".join(map(str, self.choices[:_MAX_CHOICES_SHOWN]))
+            more = f", ... ({len(self.choices)} in all)" if len(self.choices) > _MAX_CHOICES_SHOWN else ""
+            return f"unknown value {_short(value)}{hint} (valid: {shown}{more})"
         if self.min is not None and value < self.min:
-            return f"expected a value >= {self.min}, got {value!r}"
+            return f"expected a value >= {self.min}, got {_short(value)}"
         return None
 
     def coerce(self, value: Any) -> Any:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 from orchestrator.errors import GridError
-from orchestrator.grid import Grid
+from orchestrator.grid import MAX_JOBS, Grid
 from orchestrator.registry import get_kernel
 
-MAX_REPORTED = 5  # distinct per-job problems shown; a bad rule can fail 100,000 jobs the same way
+MAX_REPORTED = 5  # distinct per-job problems kept; a bad rule can fail 100,000 jobs the same way
 
 
 @dataclass(slots=True)  # built 100,000 times per grid: plain slots are cheapest
@@ -108,7 +109,29 @@ def _excluded(point: dict, rules: list[dict]) -> bool:
     return False
 
 
+def count_points(grid: Grid) -> int:
+    """axes x zip groups x seeds, before exclusions and the kernel's fan-out: a lower bound of the
+    job count (exclusions aside), known without building anything."""
+    count = 1
+    for values in grid.axes.values():
+        count *= len(values)
+    for group in grid.zips:
+        count *= len(next(iter(group.values())))
+    if grid.seeds is not None:
+        count *= len(grid.seeds)
+    return count
+
+
+def _too_many(grid: Grid, count: int, what: str) -> GridError:
+    shown = f"{count:,}" if count < 10**15 else f"about 10^{int(math.log10(count))}"
+    return GridError(grid.source, [f"{what} {shown} jobs, above the cap of {MAX_JOBS:,} per sweep: "
+                                   "narrow the axes or split the grid"])
+
+
 def expand(grid: Grid) -> Plan:
+    points = count_points(grid)
+    if points > MAX_JOBS:  # refused before a single job is built, however large the product
+        raise _too_many(grid, points, "the grid's axes x zip x seeds make")
     kernel = grid.kernel
     defaults = {n: p.default for n, p in kernel.params.items() if not p.required}
     coerce = {n: p.coerce for n, p in kernel.params.items()}
@@ -118,14 +141,19 @@ def expand(grid: Grid) -> Plan:
     problems: Counter = Counter()
     prerequisites: dict[str, JobSpec] = {}
     exclude = grid.exclude
+    kept = 0  # points left after the exclude rules
     for point in _points(grid, coerce):
         if exclude and _excluded(point, exclude):
             continue
+        kept += 1
         params = {**base, **point}
         if kernel.resolve:
             params = kernel.resolve(params)
         point_label = ",".join([f"{k}={params[k]}" for k in label_keys])
-        for extra, suffix in _variants(kernel.fan_out(params) if kernel.fan_out else None):
+        fan = kernel.fan_out(params) if kernel.fan_out else None
+        if fan and len(jobs) + math.prod(map(len, fan.values())) > MAX_JOBS:
+            raise _too_many(grid, len(jobs) + math.prod(map(len, fan.values())), "the kernel's fan-out makes at least")
+        for extra, suffix in _variants(fan):
             spec = {**params, **extra} if extra else params
             if kernel.check and (problem := kernel.check(spec)):
                 problems[problem] += 1
@@ -137,6 +165,9 @@ def expand(grid: Grid) -> Plan:
     if problems:
         shown = [f"{count} job(s): {problem}" for problem, count in problems.most_common(MAX_REPORTED)]
         raise GridError(grid.source, shown)
+    if not jobs:
+        why = "its exclude rules remove every point" if not kept else "the kernel's fan-out gives none for its points"
+        raise GridError(grid.source, [f"the grid makes no jobs: {why}"])
     duplicates = [i for i, n in Counter(j.job_id for j in jobs).items() if n > 1]
     if duplicates:
         raise GridError(grid.source, [f"{len(duplicates)} job id(s) occur more than once (e.g. {duplicates[0]}): "

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from orchestrator.errors import GridError, OrchError, unknown_name
+from orchestrator.errors import GridError, OrchError, Problem, key_path, short, unknown_name, valid_list
+from orchestrator.yaml_source import read_yaml
 
 
 def profile_dirs() -> tuple[Path, ...]:
@@ -31,10 +30,10 @@ class Profile:
     sbatch: dict = field(default_factory=dict)  # any other sbatch option, e.g. {mail-type: FAIL}
 
 
-_TYPES = {"partition": str, "account": str, "qos": str, "constraint": str, "gpu_request": str, "setup": list,
-          "array_parallelism": int, "jobs_per_task": int, "signal_delay_s": int, "max_requeues": int, "python": str,
-          "sbatch": dict}
+_STRINGS = ("partition", "account", "qos", "constraint", "python")
+_COUNTS = ("array_parallelism", "jobs_per_task", "max_requeues")  # each at least 1
 _CHOICES = {"gpu_request": ("gpus", "gres")}
+KEYS = (*_STRINGS, *_COUNTS, *_CHOICES, "setup", "signal_delay_s", "sbatch")
 
 
 def available() -> dict[str, Path]:
@@ -46,29 +45,55 @@ def available() -> dict[str, Path]:
 
 
 def load_profile(name_or_path: str) -> Profile:
+    """A profile by name (slurm/profiles/<name>.yaml) or by path; every problem of the file is a
+    GridError of at most three lines naming `file:line:column` and the key."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+    if path.suffix not in (".yaml", ".yml") and "/" not in name_or_path:
         profiles = available()
         if name_or_path not in profiles:
             raise OrchError(f"--profile: {unknown_name('profile', name_or_path, profiles)} "
-                            f"(profiles live in slurm/profiles/<name>.yaml)")
+                            f"(profiles live in slurm/profiles/<name>.yaml, or give a path)")
         path = profiles[name_or_path]
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise GridError(str(path), [f"not valid YAML: {e}"]) from None
+    doc = read_yaml(path, "profile")
+    raw = {} if doc.data is None else doc.data
     if not isinstance(raw, dict):
-        raise GridError(str(path), ["expected a mapping of profile keys"])
+        raise GridError(doc.source, [Problem("", f"expected a mapping of profile keys ({valid_list(KEYS)}), "
+                                                 f"got {type(raw).__name__}", (1, 1))])
     problems = []
     for key, value in raw.items():
-        if key not in _TYPES:
-            problems.append(f"{key}: {unknown_name('key', key, _TYPES)}")
-        elif value is not None and (not isinstance(value, _TYPES[key]) or isinstance(value, bool)):
-            problems.append(f"{key}: expected {_TYPES[key].__name__}, got {type(value).__name__} {value!r}")
-        elif key in _CHOICES and value not in _CHOICES[key]:
-            problems.append(f"{key}: {unknown_name('value', value, _CHOICES[key])}")
-        elif _TYPES[key] is int and value < 1 and key != "signal_delay_s":
-            problems.append(f"{key}: expected an integer >= 1, got {value}")
+        if key not in KEYS:
+            problems.append(Problem(key, unknown_name("key", key, KEYS), doc.position((key,))))
+        elif value is not None and (found := _problem(key, value)):
+            path = (key, *found[0])
+            problems.append(Problem(key_path(path), found[1], doc.position(path)))
     if problems:
-        raise GridError(str(path), problems)
+        raise GridError(doc.source, problems)
     return Profile(name=path.stem, **{k: v for k, v in raw.items() if v is not None})
+
+
+def _problem(key: str, value) -> tuple[tuple, str] | None:
+    """What is wrong with one profile value, as (key path below `key`, message); null keeps the
+    default and is never wrong."""
+    if key in _STRINGS:
+        return None if isinstance(value, str) and value else ((), f"expected a non-empty string, got {short(value)}")
+    if key in _COUNTS or key == "signal_delay_s":
+        least = 0 if key == "signal_delay_s" else 1  # 0 s: no warning signal before the time limit
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
+        return None if ok else ((), f"expected an integer >= {least}, got {short(value)}")
+    if key in _CHOICES:
+        return None if value in _CHOICES[key] else ((), unknown_name("value", value, _CHOICES[key]))
+    if key == "setup":  # shell lines run before each job: module load, venv activation
+        if not isinstance(value, list):
+            return (), f"expected a list of shell lines (strings), got {type(value).__name__} {short(value)}"
+        for i, line in enumerate(value):
+            if not isinstance(line, str):
+                return (i,), f"expected a shell line (a string), got {type(line).__name__} {short(line)}"
+        return None
+    if key == "sbatch":  # any other sbatch option: name -> value
+        if not isinstance(value, dict):
+            return (), f"expected a mapping of sbatch option -> value, got {type(value).__name__} {short(value)}"
+        for option, setting in value.items():
+            if not isinstance(setting, (str, int)) or isinstance(setting, bool):
+                return (option,), f"expected a string or an integer, got {short(setting)}"
+        return None
+    return None
