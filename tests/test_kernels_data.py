@@ -37,6 +37,41 @@ def test_cifar10_pickle_round_trip(tmp_path):
     np.testing.assert_allclose(x, to_uint8(images) / 255.0, atol=1e-6)
 
 
+def python2_cifar_pickle(data: np.ndarray, labels: list[int], label_key: str) -> bytes:
+    """A batch as the real archive spells it: cPickle protocol 2 from Python 2 with numpy 1, so strings
+    are byte strings (SHORT_BINSTRING/BINSTRING) and the array names numpy.core.multiarray._reconstruct.
+    Python 3 cannot write this, so it is written opcode by opcode."""
+    def string(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + len(b).to_bytes(4, "little")) + b
+
+    def integer(v: int) -> bytes:
+        return b"J" + v.to_bytes(4, "little", signed=True)
+
+    rows, columns = data.shape
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + integer(0) + b"\x85" + string(b"b")
+             + b"\x87R(" + integer(1) + integer(rows) + integer(columns) + b"\x86"  # version, shape
+             + b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R"  # dtype('u1')
+             + b"(" + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb"
+             + b"\x89" + string(data.tobytes()) + b"tb")  # not Fortran order, the raw bytes
+    items = (string(b"batch_label") + string(b"testing batch 1 of 1")
+             + string(label_key.encode()) + b"](" + b"".join(integer(v) for v in labels) + b"e"
+             + string(b"data") + array
+             + string(b"filenames") + b"](" + b"".join(string(f"{i}.png".encode()) for i in range(rows)) + b"e")
+    return b"\x80\x02}(" + items + b"u."
+
+
+def test_cifar10_read_as_the_real_archive_spells_it(tmp_path):
+    """The restricted unpickler admits what a real Python 2 batch names (numpy.core, byte strings)."""
+    images, labels = photographs()
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    raw = python2_cifar_pickle(to_uint8(images).reshape(len(images), -1), [int(v) for v in labels], "labels")
+    (folder / "test_batch").write_bytes(raw)
+    x, y = load_split("cifar10", str(tmp_path), "attack")
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_allclose(x, to_uint8(images) / 255.0, atol=1e-6)
+
+
 def test_cifar100_uses_fine_labels_and_rejects_a_truncated_pickle(tmp_path):
     images, labels = photographs()
     path = write_cifar(tmp_path / "cifar-100-python", "test", images, labels * 10, "fine_labels")

@@ -6,6 +6,7 @@ attack on 4 ImageNet images reads 4 JPEGs, not 50,000.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 from collections.abc import Callable
@@ -40,13 +41,70 @@ def _in_memory(images: np.ndarray, labels: np.ndarray) -> Source:
 
 # --- CIFAR-10/100: the "python version" pickles ----------------------------------------------------
 
+def _numpy_function(module: str, name: str):
+    """numpy 2 moved numpy.core to numpy._core; a pickle may name either (the real archives, written
+    by numpy 1 under Python 2, name numpy.core)."""
+    try:
+        return getattr(importlib.import_module(module.replace("numpy.core.", "numpy._core.")), name)
+    except ImportError:  # numpy 1.x has no numpy._core
+        return getattr(importlib.import_module(module.replace("numpy._core.", "numpy.core.")), name)
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """How a Python 3 pickle of protocol 2 spells a bytes object: _codecs.encode(text, 'latin1').
+    Only that encoding is admitted, so the name cannot reach any other codec."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding[:40]!r}")
+    return text.encode("latin1")
+
+
+# Everything a CIFAR batch pickle may name. The real archives hold dicts, lists, strings, bytes, ints
+# and numpy arrays, which need only numpy's array reconstruction; the last two entries let a batch
+# re-saved by Python 3 (protocol 2 bytes, protocol 5 arrays) be read as well. Nothing here can run
+# anything: a planted pickle naming os.system, builtins.eval or subprocess.Popen is refused unread.
+_CIFAR_GLOBALS: dict[tuple[str, str], Callable] = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_function("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_function("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_function("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_function("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"): lambda: _latin1_bytes,
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a Python object that a CIFAR batch never holds."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """pickle.Unpickler admits any importable callable, so a crafted file runs code while it loads.
+    This one resolves only the names in _CIFAR_GLOBALS (find_class also serves the EXT opcodes, and
+    persistent ids are refused by the base class)."""
+
+    def find_class(self, module: str, name: str):
+        admitted = _CIFAR_GLOBALS.get((module, name))
+        if admitted is None:
+            # Bounded: a hostile name could be megabytes long.
+            raise RefusedGlobal(f"it names {module[:60]}.{name[:60]}, which a CIFAR batch never holds")
+        return admitted()
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """One batch file as the dict the archive holds, read without running anything it names."""
+    with open(path, "rb") as f:
+        batch = _CifarUnpickler(f, encoding="latin1").load()
+    if not isinstance(batch, dict):
+        raise TypeError(f"it holds a {type(batch).__name__}, not a dict of data and labels")
+    return batch
+
+
 def _cifar(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for name in files:
         path = folder / name
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")
+            batch = read_cifar_batch(path)
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             targets = np.asarray(batch[label_key], dtype=np.int64)
             if len(targets) != len(data):
@@ -55,8 +113,12 @@ def _cifar(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, 
             labels.append(targets)
         except FileNotFoundError:
             raise DataError(f"{path} is missing: the folder must hold the unpacked 'python version' archive") from None
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
-            raise DataError(f"{path} is not a readable CIFAR python batch ({type(e).__name__}: {e}); "
+        except RefusedGlobal as e:
+            raise DataError(f"{path} is not a CIFAR python batch: {e}; refused without running it. "
+                            "Put the unpacked 'python version' archive there") from None
+        except Exception as e:  # noqa: BLE001 - junk bytes raise many kinds (pickle, EOF, Index, Key, ...)
+            message = str(e)[:200]
+            raise DataError(f"{path} is not a readable CIFAR python batch ({type(e).__name__}: {message}); "
                             "put the unpacked 'python version' archive there") from None
     return np.concatenate(images), np.concatenate(labels)
 
