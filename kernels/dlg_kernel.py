@@ -9,7 +9,7 @@ from kernels import client as clients
 from kernels.attacks.dlg import DLGConfig, invert
 from kernels.attacks.ig import client_gradient
 from kernels.attacks.labels import restore
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import CHECKPOINT_COLUMN_TYPES, AttackCheckpoint
 from kernels.result import KernelResult
 
 
@@ -30,5 +30,5 @@ def run(params: dict, ctx) -> KernelResult:
                 "attack_seconds": time.time() - attack_started,
                 "labels_recovered": clients.labels_recovered(labels, client.labels), **run_info}
     result = clients.result(client, params, reconstruction, job_info, started)
-    result.column_types["diverged_at"] = "int64"
+    result.column_types.update({"diverged_at": "int64", **CHECKPOINT_COLUMN_TYPES})
     return result

@@ -8,7 +8,7 @@ import torch
 from kernels import client as clients
 from kernels.attacks.fedavg import LocalTraining, local_update, observer
 from kernels.attacks.ig import IGConfig, invert
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import CHECKPOINT_COLUMN_TYPES, AttackCheckpoint
 from kernels.result import KernelResult
 
 
@@ -29,4 +29,6 @@ def run(params: dict, ctx) -> KernelResult:
                 "attack_seconds": time.time() - attack_started,
                 "local_steps": (params["num_images"] // params["local_batch_size"]) * params["local_epochs"],
                 **run_info}
-    return clients.result(client, params, reconstruction, job_info, started)
+    result = clients.result(client, params, reconstruction, job_info, started)
+    result.column_types.update(CHECKPOINT_COLUMN_TYPES)
+    return result

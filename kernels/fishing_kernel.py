@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from kernels import client as clients
 from kernels.attacks import fishing
 from kernels.attacks.ig import IGConfig, client_gradient, invert
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import CHECKPOINT_COLUMN_TYPES, AttackCheckpoint
 from kernels.result import KernelResult
 from kernels.validation import VALIDATION_COLUMN_TYPES, validate_received_model
 
 COLUMN_TYPES = {"isolation_cosine": "float64", "honest_isolation_cosine": "float64",
-                "target_class_count": "int64", **VALIDATION_COLUMN_TYPES}
+                "target_class_count": "int64", **VALIDATION_COLUMN_TYPES, **CHECKPOINT_COLUMN_TYPES}
 
 
 def run(params: dict, ctx) -> KernelResult:

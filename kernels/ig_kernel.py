@@ -8,7 +8,7 @@ import torch
 from kernels import client as clients
 from kernels.attacks.ig import IGConfig, client_gradient, invert
 from kernels.attacks.labels import restore
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import CHECKPOINT_COLUMN_TYPES, AttackCheckpoint
 from kernels.result import KernelResult
 
 
@@ -28,4 +28,6 @@ def run(params: dict, ctx) -> KernelResult:
     job_info = {"final_objective": final_loss,
                 "attack_seconds": time.time() - attack_started,
                 "labels_recovered": clients.labels_recovered(labels, client.labels), **run_info}
-    return clients.result(client, params, reconstruction, job_info, started)
+    result = clients.result(client, params, reconstruction, job_info, started)
+    result.column_types.update(CHECKPOINT_COLUMN_TYPES)
+    return result

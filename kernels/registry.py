@@ -205,7 +205,7 @@ def _ig_resolve(p: dict) -> dict:
 
 IG = Kernel(
     name="ig",
-    version="ig-3",
+    version="ig-4",
     entry="kernels.ig_kernel:run",
     doc="Inverting Gradients: cosine gradient distance + TV, Adam, signed gradients, boxed pixels.",
     params={**_DATA_PARAMS, **_TRAIN_PARAMS, **_batch_params("known", ("known", "idlg", "analytic")),
@@ -221,7 +221,7 @@ IG = Kernel(
 
 DLG = Kernel(
     name="dlg",
-    version="dlg-1",
+    version="dlg-2",
     entry="kernels.dlg_kernel:run",
     doc="DLG: squared L2 gradient distance, L-BFGS on images (and labels, jointly, by default).",
     params={
@@ -256,7 +256,7 @@ def _fedavg_check(p: dict) -> str | None:
 
 FEDAVG = Kernel(
     name="ig_fedavg",
-    version="ig-fedavg-2",
+    version="ig-fedavg-3",
     entry="kernels.fedavg_kernel:run",
     doc="IG on one FedAvg client update: E local epochs of SGD over its num_images images, attacked with "
         "strong, weak or no simulation of the local training.",
@@ -334,7 +334,7 @@ def _fishing_check(p: dict) -> str | None:
 
 FISHING = Kernel(
     name="fishing",
-    version="fishing-2",
+    version="fishing-3",
     entry="kernels.fishing_kernel:run",
     doc="Fishing (Wen et al. 2022): the server rewrites the classifier so that only the target image's class "
         "contributes to the gradient, then inverts that isolated gradient with Inverting Gradients.",

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import (AttackCheckpoint, describe_error, expect_count, expect_number, expect_optimizer_state,
+                                 expect_tensor)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ def invert(model: nn.Module, target: list[torch.Tensor], labels: torch.Tensor | 
         label_logits = torch.randn((batch_size, num_classes), generator=generator).to(device).requires_grad_(True)
         variables.append(label_logits)
     optimizer = torch.optim.LBFGS(variables, lr=config.lr)
+    fresh_optimizer_state = optimizer.state_dict()  # empty: put back if a foreign checkpoint half-loads
 
     def objective(create_graph: bool) -> torch.Tensor:
         logits = model(x)
@@ -60,14 +62,29 @@ def invert(model: nn.Module, target: list[torch.Tensor], labels: torch.Tensor | 
     start, best, best_loss = 0, snapshot(), float("inf")
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
-        with torch.no_grad():
-            x.copy_(saved["x"].to(device))
-            if label_logits is not None:
-                label_logits.copy_(saved["label_logits"].to(device))
-        optimizer.load_state_dict(saved["optimizer"])
-        start, best_loss = saved["step"], saved["best_loss"]
-        best = {k: None if v is None else v.to(device) for k, v in saved["best"].items()}
-        run = {**run, "interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
+        try:
+            # Every check before the variables change; the optimiser is reset if its state fails.
+            logits_like = None if label_logits is None else label_logits.detach().cpu()
+            saved_x = expect_tensor(saved, "x", x.detach().cpu())
+            saved_logits = expect_tensor(saved, "label_logits", logits_like)
+            saved_best = {"x": expect_tensor(saved["best"], "x", x.detach().cpu()),
+                          "labels": expect_tensor(saved["best"], "labels", logits_like)}
+            saved_step = expect_count(saved, "step", 0, config.iterations)
+            interruptions = expect_count(saved, "interruptions", 0)
+            saved_loss = expect_number(saved, "best_loss")
+            optimizer.load_state_dict(expect_optimizer_state(saved, "optimizer", variables))
+        except Exception as error:  # noqa: BLE001 - whatever a foreign state breaks, it is not ours
+            checkpoint.discard(f"{checkpoint.path.name} is not this attack's state ({describe_error(error)})")
+            optimizer.load_state_dict(fresh_optimizer_state)
+        else:
+            with torch.no_grad():
+                x.copy_(saved_x.to(device))
+                if label_logits is not None:
+                    label_logits.copy_(saved_logits.to(device))
+            start, best_loss = saved_step, saved_loss
+            best = {k: None if v is None else v.to(device) for k, v in saved_best.items()}
+            run = {**run, "interruptions": interruptions + 1, "resumed_from_iteration": start}
+    run["checkpoint_discarded"] = checkpoint.discarded if checkpoint else None
     for step in range(start, config.iterations):
         before = snapshot()
         loss = float(optimizer.step(closure).detach())  # the objective at `before`, where the step started

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import AttackCheckpoint
+from kernels.checkpoint import (AttackCheckpoint, describe_error, expect_count, expect_number, expect_optimizer_state,
+                                 expect_tensor)
 from kernels.gradient_cosine import ZeroGradient
 
 
@@ -111,7 +112,8 @@ def invert(
 ) -> tuple[torch.Tensor, float, dict]:
     """Returns the reconstruction (normalised, like the model's input), the final objective (None when
     the client's gradient is exactly zero: see ZeroGradient), and how the run went: interruptions
-    survived, the iteration it last resumed from, iterations done, whether the gradient was zero.
+    survived, the iteration it last resumed from, iterations done, whether the gradient was zero, why
+    a checkpoint was discarded (see kernels.checkpoint).
 
     `observe` maps candidate images to what is compared with `target`, differentiably; by default the
     FedSGD gradient (FedAvg passes a simulation of the client's local training instead)."""
@@ -137,20 +139,35 @@ def invert(
         # is its uninformed starting point, scored like any reconstruction.
         guess = torch.maximum(torch.minimum(x.detach(), high), low)
         return guess, None, {"interruptions": 0, "resumed_from_iteration": None, "iterations_done": 0,
-                             "zero_gradient": True}
-    optimizer = torch.optim.Adam([x], lr=config.lr)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.iterations), gamma=0.1)
+                             "zero_gradient": True, "checkpoint_discarded": None}
+
+    def fresh_optimiser():
+        optimizer = torch.optim.Adam([x], lr=config.lr)
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.iterations), gamma=0.1)
+
+    optimizer, schedule = fresh_optimiser()
     loss_value, start = float("nan"), 0
     run = {"interruptions": 0, "resumed_from_iteration": None, "iterations_done": config.iterations,
            "zero_gradient": False}
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
-        with torch.no_grad():
-            x.copy_(saved["x"].to(device))
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        start, loss_value = saved["step"], saved["loss"]
-        run = {**run, "interruptions": saved["interruptions"] + 1, "resumed_from_iteration": start}
+        try:
+            # Every check before x changes; the optimiser and schedule are rebuilt if theirs fail.
+            saved_x = expect_tensor(saved, "x", x.detach().cpu())
+            start = expect_count(saved, "step", 0, config.iterations)
+            interruptions = expect_count(saved, "interruptions", 0)
+            loss_value = expect_number(saved, "loss")
+            optimizer.load_state_dict(expect_optimizer_state(saved, "optimizer", [x]))
+            schedule.load_state_dict(saved["schedule"])
+        except Exception as error:  # noqa: BLE001 - whatever a foreign state breaks, it is not ours
+            checkpoint.discard(f"{checkpoint.path.name} is not this attack's state ({describe_error(error)})")
+            optimizer, schedule = fresh_optimiser()
+            loss_value, start = float("nan"), 0
+        else:
+            with torch.no_grad():
+                x.copy_(saved_x.to(device))
+            run = {**run, "interruptions": interruptions + 1, "resumed_from_iteration": start}
+    run["checkpoint_discarded"] = checkpoint.discarded if checkpoint else None
     for step in range(start, config.iterations):
         loss = distance(observe(x)) + config.tv * total_variation(x)
         if not torch.isfinite(loss):
