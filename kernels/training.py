@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import runtime
+from kernels.checkpoint import describe_error
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import load_split
 from kernels.model_catalog import IMAGENET_WEIGHTS
@@ -41,7 +42,28 @@ def load_trained(model: torch.nn.Module, cache_dir: Path, recipe: dict) -> None:
     path = checkpoint_path(cache_dir, recipe)
     if not path.exists():
         raise FileNotFoundError(f"trained checkpoint {path} is missing: its train_model job has not run")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    saved, problem = read_cached(path)
+    if saved is not None:
+        try:
+            model.load_state_dict(saved["state_dict"])
+            return
+        except (RuntimeError, TypeError) as e:  # another model's weights under this recipe's name
+            problem = describe_error(e)
+    raise RuntimeError(f"{path} is not a trained checkpoint of this recipe ({problem}); delete it and run "
+                       "this recipe's train_model job again")
+
+
+def read_cached(path: Path) -> tuple[dict | None, str | None]:
+    """A cached trained model, read as data only (weights_only: a planted pickle runs nothing), or
+    None and why it cannot be used (truncated, corrupt, not written by this module)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated files and refused pickles raise many kinds
+        return None, describe_error(e)
+    if not (isinstance(saved, dict) and isinstance(saved.get("state_dict"), dict)
+            and isinstance(saved.get("metrics"), dict)):
+        return None, "expected a dict of state_dict and metrics"
+    return saved, None
 
 
 def pretrained_weights_path(model: str) -> Path:
@@ -78,8 +100,10 @@ def run(params: dict, ctx) -> KernelResult:
     path = checkpoint_path(ctx.cache_dir, params)
     device = runtime.setup(ctx.cpus, params["model_seed"])
     if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        return KernelResult(rows=[{**saved["metrics"], "checkpoint": str(path), "reused_cache": True}])
+        saved, _ = read_cached(path)
+        if saved is not None:
+            return KernelResult(rows=[{**saved["metrics"], "checkpoint": str(path), "reused_cache": True}])
+        # Unreadable (truncated, planted): training again replaces it, where failing would repeat forever.
 
     info = DATASETS[params["dataset"]]
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
