@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start/stop a real one-node SLURM cluster on localhost, from Debian's packages.
 #
-#   slurm/local-cluster.sh start [--max-array-size N]   # install if needed, configure, start, wait for idle
+#   slurm/local-cluster.sh start [--max-array-size N] [--partition NAME]
+#                                                       # install if needed, configure, start, wait for idle
 #   slurm/local-cluster.sh stop                         # stop the daemons this script started
 #   slurm/local-cluster.sh status                       # sinfo/squeue; exit 0 if up, 1 if not
 #
@@ -154,7 +155,7 @@ node_name() { local n; n=$(uname -n); echo "${n%%.*}"; }
 
 # Print the slurm.conf for this machine on stdout.
 render_conf() {
-    local max_array=$1 node cpus mem_total margin mem max_jobs=100000
+    local max_array=$1 partition=$2 node cpus mem_total margin mem max_jobs=100000
     node=$(node_name)
     cpus=${ORCH_SLURM_CPUS:-$(nproc)}
     # /proc/meminfo rather than free(1): procps is not in minimal images.
@@ -217,7 +218,7 @@ MessageTimeout=10
 # A node that was down (e.g. after stop/start) comes back by itself.
 ReturnToService=2
 NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$node CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+PartitionName=$partition Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
@@ -375,15 +376,19 @@ dump_logs() {
 # ---------------------------------------------------------------- commands
 
 cmd_start() {
-    local max_array=1001
+    local max_array=1001 partition=debug
     while (($#)); do
         case "$1" in
             --max-array-size) max_array=${2:?--max-array-size needs a value}; shift 2 ;;
             --max-array-size=*) max_array=${1#*=}; shift ;;
+            --partition) partition=${2:?--partition needs a name}; shift 2 ;;
+            --partition=*) partition=${1#*=}; shift ;;
             *) die "unknown option for start: $1" ;;
         esac
     done
     [[ $max_array =~ ^[0-9]+$ ]] || die "--max-array-size must be a number"
+    # slurm.conf(5) partition names: no spaces, '=' or '#'; keep to what every tool prints unquoted.
+    [[ $partition =~ ^[A-Za-z0-9_.-]+$ ]] || die "--partition must be letters, digits, '.', '_' or '-'"
     [[ $(id -u) == 0 ]] || die "must run as root"
 
     install_packages
@@ -392,7 +397,7 @@ cmd_start() {
     start_munge
 
     local new=$STATE/slurm.conf.new change=none
-    render_conf "$max_array" >"$new"
+    render_conf "$max_array" "$partition" >"$new"
     if [[ ! -f $CONF ]] || ! cmp -s "$new" "$CONF"; then
         if ctld_only_change "$new"; then change=ctld; else change=all; fi
         write_conf "$new"
@@ -451,7 +456,7 @@ main() {
         start) cmd_start "$@" ;;
         stop) cmd_stop ;;
         status) cmd_status ;;
-        *) echo "usage: $0 {start [--max-array-size N]|stop|status}" >&2; exit 2 ;;
+        *) echo "usage: $0 {start [--max-array-size N] [--partition NAME]|stop|status}" >&2; exit 2 ;;
     esac
 }
 

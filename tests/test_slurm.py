@@ -1,21 +1,29 @@
 """Dispatch to a real one-node SLURM cluster started on this machine by slurm/local-cluster.sh
-(needs root, as in CI). No fake sbatch: every test submits real job arrays and waits for them."""
+(needs root, as in CI). No fake sbatch: every test submits real job arrays and waits for them; the one
+fault injected (tests/fault_sbatch/sbatch) wraps the real sbatch. The publishing of two copies of one
+job needs no cluster and runs everywhere."""
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from orchestrator.expand import expand
+from orchestrator.grid import parse_grid
 from orchestrator.launch import job_states
 from orchestrator.sweep import Sweep
 from tests.conftest import ROOT, TINY_GRID, orch
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starting the local SLURM cluster needs root")
 SCRIPT = ROOT / "slurm" / "local-cluster.sh"
+FAULT_SBATCH = ROOT / "tests" / "fault_sbatch"
+KEEP_CLUSTER = "ORCH_KEEP_CLUSTER"  # =1: leave the daemons running after the tests
 
 
 def cluster(*args: str) -> None:
@@ -23,11 +31,27 @@ def cluster(*args: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module", autouse=True)
+def cluster_is_up() -> bool:
+    return subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.fixture(scope="module")
 def local_cluster():
+    """Starts the cluster, and stops it afterwards unless it was running before or $ORCH_KEEP_CLUSTER=1:
+    the suite leaves behind no daemon it started."""
+    was_up = cluster_is_up()
     cluster()
     yield
-    cluster()  # leave the default configuration behind
+    if was_up or os.environ.get(KEEP_CLUSTER) == "1":
+        cluster()  # leave the default configuration behind
+    else:
+        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120, check=True)
+
+
+def on_cluster(test):
+    """A test that submits to the local cluster: it needs root to start one."""
+    test = pytest.mark.usefixtures("local_cluster")(test)
+    return pytest.mark.skipif(os.geteuid() != 0, reason="starting the local SLURM cluster needs root")(test)
 
 
 def grid(tmp_path, text: str) -> Path:
@@ -62,6 +86,7 @@ def submissions(sweep: Sweep) -> list[dict]:
 TINY = TINY_GRID.format(iterations=6)
 
 
+@on_cluster
 def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):
     # Three jobs per array task: each task pays the interpreter and torch start-up once.
     packed = tmp_path / "packed.yaml"
@@ -84,6 +109,7 @@ def test_sweep_completes_on_slurm_and_status_agrees(tmp_path):
     assert "Job completed successfully" in logs.stdout
 
 
+@on_cluster
 def test_small_max_array_size_gives_several_arrays(tmp_path):
     cluster("--max-array-size", "2")
     text = TINY.replace("num_images: 4", "num_images: 5").replace("[1, 2]", "[1]") \
@@ -95,6 +121,7 @@ def test_small_max_array_size_gives_several_arrays(tmp_path):
     cluster()
 
 
+@on_cluster
 def test_requeued_attack_resumes_from_its_checkpoint(tmp_path):
     text = TINY.replace("iterations: 6", "iterations: 40, checkpoint_every_s: 0.5, batch_index: 0") \
                .replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
@@ -125,6 +152,7 @@ def test_requeued_attack_resumes_from_its_checkpoint(tmp_path):
     assert not checkpoint.parent.exists()  # a finished job's checkpoints are removed
 
 
+@on_cluster
 def test_cancelled_tasks_are_exactly_what_resume_reruns(tmp_path):
     text = TINY.replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")
     sweep = launch(tmp_path, grid(tmp_path, text))
@@ -148,6 +176,7 @@ def test_cancelled_tasks_are_exactly_what_resume_reruns(tmp_path):
     assert len(list((sweep.root / "shards").glob("*.parquet"))) == 4
 
 
+@on_cluster
 def test_misspelled_profile_key_fails_before_submitting(tmp_path):
     profile = tmp_path / "site.yaml"
     profile.write_text("partiton: debug\n")
@@ -164,6 +193,7 @@ def test_misspelled_profile_key_fails_before_submitting(tmp_path):
     assert not slurm_ids() - before  # nothing new was submitted
 
 
+@on_cluster
 def test_dask_aggregation_on_slurm_workers_gives_the_polars_numbers(tmp_path):
     """The same factor table from two dask-jobqueue workers that SLURM ran as jobs of their own."""
     from analysis.dask_path import slurm_client, summarize_dask
@@ -183,3 +213,167 @@ def test_dask_aggregation_on_slurm_workers_gives_the_polars_numbers(tmp_path):
     assert local.select(*by, "images", "jobs").equals(on_slurm.select(*by, "images", "jobs"))
     for column in [c for c in local.columns if c.endswith(("_mean", "_std"))]:
         assert np.allclose(local[column].to_numpy(), on_slurm[column].to_numpy(), rtol=1e-12, atol=1e-12)
+
+
+# --- two copies of one job (no cluster needed) ------------------------------------------------------
+
+COPIES_GRID = "name: t\nkernel: ig\nfixed: {num_images: 4, iterations: 2}\naxes: {batch_size: [1, 2]}\n"
+
+
+@pytest.fixture
+def fresh_sweep(tmp_path):
+    plan = expand(parse_grid(COPIES_GRID, "t.yaml"))
+    sweep = Sweep(tmp_path / "sweep")
+    sweep.create(plan, tmp_path / "cache")
+    return sweep, plan.jobs[0]
+
+
+def copy_of(job, value: float):
+    """What one copy of a job publishes: its rows and its images carry the same mark."""
+    rows = pa.table({"job_id": [job.job_id], "value": [value]})
+    images = pa.table({"job_id": [job.job_id], "image_index": [0], "original_png": [b"o"],
+                       "reconstruction_png": [f"copy {value}".encode()]})
+    return rows, images
+
+
+def published(sweep: Sweep, job) -> tuple[list, list]:
+    rows = pq.read_table(sweep.result_path(job))["value"].to_pylist()
+    images = pq.read_table(sweep.root / "images" / f"{job.job_id}.parquet")["reconstruction_png"].to_pylist()
+    return rows, images
+
+
+def test_two_copies_of_one_job_publish_one_shard_and_its_own_images(fresh_sweep):
+    sweep, job = fresh_sweep
+    assert sweep.publish(job, *copy_of(job, 1.0)) is True
+    assert sweep.publish(job, *copy_of(job, 2.0)) is False
+    assert published(sweep, job) == ([1.0], [b"copy 1.0"])
+    assert sorted(os.listdir(sweep.root / "images")) == [f"{job.job_id}.parquet"]  # no staged rows left
+    assert os.listdir(sweep.root / "tmp") == []
+
+
+def test_a_copy_killed_between_its_images_and_its_shard_is_completed_by_the_next(fresh_sweep, monkeypatch):
+    sweep, job = fresh_sweep
+    real_link = os.link
+
+    def killed_at_the_shard(source, target):
+        if Path(target) == sweep.result_path(job):
+            raise KeyboardInterrupt  # the copy dies between its two links
+        return real_link(source, target)
+
+    monkeypatch.setattr(os, "link", killed_at_the_shard)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.publish(job, *copy_of(job, 1.0))
+    monkeypatch.setattr(os, "link", real_link)
+    assert job.job_id not in sweep.completed()  # so the job reruns
+    # The rerun's own result differs; it publishes the first copy's staged rows beside that copy's images.
+    assert sweep.publish(job, *copy_of(job, 2.0)) is False
+    assert published(sweep, job) == ([1.0], [b"copy 1.0"])
+    assert sorted(os.listdir(sweep.root / "images")) == [f"{job.job_id}.parquet"]
+
+
+def test_images_from_before_the_copy_tag_are_replaced_by_a_rerun(fresh_sweep):
+    sweep, job = fresh_sweep
+    _, old_images = copy_of(job, 1.0)
+    pq.write_table(old_images, sweep.root / "images" / f"{job.job_id}.parquet")  # no shard, no orch.copy
+    assert sweep.publish(job, *copy_of(job, 2.0)) is True
+    assert published(sweep, job) == ([2.0], [b"copy 2.0"])
+
+
+# --- launches that fail or die ------------------------------------------------------------------------
+
+ONE_ARRAY = TINY.replace("[1, 2]", "[1]").replace("[untrained, trained]", "[untrained]")  # 4 jobs, no training
+
+
+def faulty_sbatch(tmp_path, **faults: int) -> dict:
+    """Environment for `orch` with tests/fault_sbatch first on PATH and the given faults."""
+    return {"PATH": f"{FAULT_SBATCH}:{os.environ['PATH']}", "ORCH_FAULT_COUNTER": str(tmp_path / "sbatch-calls"),
+            "ORCH_CACHE_DIR": str(tmp_path / "cache"), **{k: str(v) for k, v in faults.items()}}
+
+
+def launch_killed_after_sbatch(tmp_path, name: str) -> Sweep:
+    result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / name), "--executor",
+                  "slurm", "--profile", "local", env=faulty_sbatch(tmp_path, ORCH_FAULT_KILL_AFTER_SBATCH=1))
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    sweep = Sweep(tmp_path / name)
+    assert not (sweep.root / "scheduler" / "submissions.jsonl").exists()  # SLURM has it, the sweep does not
+    return sweep
+
+
+@on_cluster
+def test_launcher_killed_right_after_sbatch_then_resume_runs_every_job_once(tmp_path):
+    sweep = launch_killed_after_sbatch(tmp_path, "sweep")
+    assert set(job_states(sweep, sweep.jobs(), 2).values()) == {"queued"}  # the orphan, found by its name
+    resumed = orch("resume", str(sweep.root), "--executor", "slurm", "--profile", "local",
+                   env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(wait_until_idle(sweep).values()) == {"done"}
+    submitted = [job for r in submissions(sweep) for task in r["tasks"] for job in task]
+    assert sorted(submitted) == sorted(j.job_id for j in sweep.jobs())  # each job in one recorded array
+    rows = pl.read_parquet(sweep.root / "shards" / "*.parquet")
+    assert rows["job_id"].n_unique() == 4 and rows["attempt"].to_list() == [1, 1, 1, 1]
+    # One task log per job: the orphan, held and without its pickles, was cancelled before it ran.
+    assert len(list((sweep.root / "logs" / "slurm").glob("*_0_log.out"))) == 4
+    assert not (sweep.root / "failures").exists() or not os.listdir(sweep.root / "failures")
+
+
+@on_cluster
+def test_cancel_finds_an_orphaned_array(tmp_path):
+    sweep = launch_killed_after_sbatch(tmp_path, "orphan")
+    result = orch("cancel", str(sweep.root))
+    assert result.returncode == 0 and "cancelled arrays:" in result.stdout, result.stdout + result.stderr
+    assert set(wait_until_idle(sweep, timeout=60).values()) == {"pending"}  # never ran, not held any more
+
+
+@on_cluster
+def test_a_failed_sbatch_says_what_was_and_was_not_submitted(tmp_path):
+    # The training array goes through; sbatch refuses the next one.
+    result = orch("launch", str(grid(tmp_path, TINY)), "--sweep-dir", str(tmp_path / "s"), "--executor", "slurm",
+                  "--profile", "local", env=faulty_sbatch(tmp_path, ORCH_FAULT_FAIL_SBATCH_AT=2))
+    message = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    sweep = Sweep(tmp_path / "s")
+    (train,) = submissions(sweep)
+    refusal = [line for line in message if "sbatch refused" in line]
+    assert refusal and "Invalid account or account/partition combination" in refusal[0], message
+    assert len(message[message.index(refusal[0]):]) == 3, message
+    assert f"1 jobs in array(s) {train['array_id']} were submitted and recorded; 12 jobs were not submitted" \
+        in result.stderr
+    assert orch("cancel", str(sweep.root)).returncode == 0
+
+
+@on_cluster
+def test_a_partition_that_does_not_exist_is_refused_before_anything_exists(tmp_path):
+    from orchestrator.executors.slurm import SlurmExecutor
+    from orchestrator.profiles import load_profile
+
+    cluster("--partition", "batch")
+    try:
+        started = time.monotonic()
+        result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / "s"), "--executor",
+                      "slurm", "--profile", "local", env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
+        elapsed = time.monotonic() - started
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "unknown partition 'debug' on this cluster (valid: batch)" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3 and elapsed < 10, (elapsed, result.stderr)
+        assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]  # no sweep folder, no cache
+        batch = tmp_path / "batch.yaml"
+        batch.write_text("partition: batch\n")
+        SlurmExecutor(load_profile(str(batch))).check()  # the partition that exists passes
+    finally:
+        cluster()
+
+
+@on_cluster
+def test_an_unreachable_controller_is_refused_before_anything_exists(tmp_path):
+    subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120, check=True)
+    try:
+        started = time.monotonic()
+        result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / "s"), "--executor",
+                      "slurm", "--profile", "local", env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
+        elapsed = time.monotonic() - started
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "the SLURM controller does not answer, so nothing was created or submitted" in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3 and elapsed < 10, (elapsed, result.stderr)
+        assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+    finally:
+        cluster()

@@ -5,20 +5,39 @@ One array per resource class (and per stage: prerequisites first, the jobs needi
 or more jobs through the same runner as the local executor. Every submission is recorded in
 <sweep>/scheduler/submissions.jsonl, so status, cancel, logs and resume work from the directory alone.
 The queue is read with one `squeue` call; accounting (sacct) is not needed.
+
+A launcher can be killed at any moment (SIGKILL, a dropped ssh session, Ctrl-C), also between a
+successful `sbatch` and the line that records its array. So every array is submitted in four steps:
+
+    1. an intent (job ids per task, resources, and a job name unique to this array and carrying the
+       sweep's tag) is appended to scheduler/intents.jsonl;
+    2. `sbatch --hold` with that job name: SLURM holds the array, nothing of it runs yet;
+    3. submitit puts each task's pickle in place and the array id is appended to submissions.jsonl;
+    4. `scontrol release` lets it run.
+
+An array that SLURM holds but the sweep has not recorded is an orphan: `status`, `cancel` and `resume`
+find it in `squeue` by its job name. `resume` adopts an orphan whose pickles are in place (records it,
+releases it) and cancels one whose pickles are not (it has never run and could not: its tasks would
+wait for pickles that will never come), then submits what is still missing: each job runs once.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import re
 import subprocess
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import submitit
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.helpers import Checkpointable
 
-from orchestrator.errors import OrchError
+from orchestrator.errors import OrchError, unknown_name
 from orchestrator.expand import JobSpec
 from orchestrator.profiles import Profile
 from orchestrator.runner import run_job
@@ -27,6 +46,8 @@ from orchestrator.sweep import Sweep, now
 ACTIVE = {"PENDING": "pending", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
           "REQUEUED": "pending", "REQUEUE_HOLD": "pending", "REQUEUE_FED": "pending", "RESIZING": "running",
           "SUSPENDED": "running", "STOPPED": "running", "SIGNALING": "running", "STAGE_OUT": "running"}
+HELD_BY_USER = "JobHeldUser"  # squeue's reason for an array submitted with --hold and not yet released
+QUERY_TIMEOUT_S = 20  # a controller that does not answer sinfo/squeue in this long is treated as down
 
 
 class ArrayTask(Checkpointable):
@@ -49,13 +70,16 @@ class ArrayTask(Checkpointable):
         return results
 
 
-def _slurm(*args: str) -> str:
+def _slurm(*args: str, timeout: float = QUERY_TIMEOUT_S) -> str:
     try:
-        result = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise OrchError(f"`{args[0]}` not found: is this a SLURM login node? (slurm/local-cluster.sh starts one here)")
+    except subprocess.TimeoutExpired:
+        raise OrchError(f"`{' '.join(args)}` did not answer within {timeout:.0f}s: is the SLURM controller up?")
     if result.returncode:
-        raise OrchError(f"`{' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
+        message = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise OrchError(f"`{' '.join(args)}` failed: {message[0][:300] if message else f'exit {result.returncode}'}")
     return result.stdout
 
 
@@ -68,6 +92,11 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def sweep_tag(sweep: Sweep) -> str:
+    """A short token for the sweep folder, in the job name of each of its arrays (`squeue -n` finds them)."""
+    return hashlib.sha256(str(sweep.root).encode()).hexdigest()[:10]
+
+
 @dataclass
 class Submission:
     array_id: str
@@ -75,17 +104,79 @@ class Submission:
     resources: dict
     dependency: str | None
     time: str = field(default_factory=lambda: now().isoformat())
+    name: str | None = None  # the SLURM job name: orch-<sweep tag>-<array nonce> (None in older sweeps)
 
     def slurm_id(self, index: int) -> str:
         """SLURM's id of one task: submitit submits a single task as a plain job, not an array."""
         return self.array_id if len(self.tasks) == 1 else f"{self.array_id}_{index}"
 
+    def pickles_in_place(self, sweep: Sweep) -> bool:
+        """submitit moves each task's pickle to its final name only after sbatch returned."""
+        folder = sweep.root / "logs" / "slurm"
+        return all((folder / f"{self.slurm_id(i)}_submitted.pkl").exists() for i in range(len(self.tasks)))
 
-def submissions(sweep: Sweep) -> list[Submission]:
-    path = sweep.root / "scheduler" / "submissions.jsonl"
+
+@dataclass(frozen=True)
+class QueueEntry:
+    state: str  # PENDING, RUNNING, ...
+    name: str  # the job name
+    reason: str  # why it is pending (JobHeldUser, Dependency, BeginTime, ...)
+
+
+def _read_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [Submission(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    # A launcher killed while appending leaves at most its last line incomplete: skip what is not JSON.
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
+    return [r for r in records if isinstance(r, dict)]
+
+
+def recorded_submissions(sweep: Sweep) -> list[Submission]:
+    """The arrays written to submissions.jsonl, oldest first."""
+    return [Submission(**r) for r in _read_lines(sweep.root / "scheduler" / "submissions.jsonl")]
+
+
+def _intents_path(sweep: Sweep) -> Path:
+    return sweep.root / "scheduler" / "intents.jsonl"
+
+
+def _append_record(path: Path, record: dict) -> None:
+    # One write() of one line in append mode: concurrent appenders never interleave within a line.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _settle(sweep: Sweep, name: str, how: str) -> None:
+    """Marks an intent that will never be an array of the sweep (sbatch refused it, or its held orphan
+    was cancelled), so later commands need not look for it in the queue."""
+    _append_record(_intents_path(sweep), {"name": name, "settled": how, "time": now().isoformat()})
+
+
+def orphans(sweep: Sweep, entries: dict[str, QueueEntry] | None = None) -> list[Submission]:
+    """Arrays that SLURM holds under a job name of this sweep's intents but that were never recorded
+    (the launcher died between sbatch and the record). Reads the queue only if such an intent exists."""
+    lines = _read_lines(_intents_path(sweep))
+    known = {s.name for s in recorded_submissions(sweep)} | {i.get("name") for i in lines if "settled" in i}
+    waiting = {i["name"]: i for i in lines if "tasks" in i and i.get("name") not in known}
+    if not waiting:
+        return []
+    entries = queue() if entries is None else entries
+    found: dict[str, Submission] = {}
+    for slurm_id, entry in entries.items():
+        intent = waiting.get(entry.name)
+        if intent is not None and entry.name not in found:
+            found[entry.name] = Submission(slurm_id.split("_")[0], intent["tasks"], intent["resources"],
+                                           intent["dependency"], intent["time"], intent["name"])
+    return list(found.values())
+
+
+def submissions(sweep: Sweep, entries: dict[str, QueueEntry] | None = None) -> list[Submission]:
+    """Recorded arrays, then the orphans found in the queue."""
+    return recorded_submissions(sweep) + orphans(sweep, entries)
 
 
 def latest_task(sweep: Sweep) -> dict[str, tuple[Submission, int]]:
@@ -98,24 +189,33 @@ def latest_task(sweep: Sweep) -> dict[str, tuple[Submission, int]]:
     return where
 
 
-def queue() -> dict[str, str]:
-    """'<array>_<task>' -> SLURM state, for every job in the queue, in one squeue call."""
-    states = {}
-    for line in _slurm("squeue", "--noheader", "--array", "--format=%i|%T").splitlines():
-        if "|" in line:
-            task, state = line.strip().split("|", 1)
-            states[task] = state
-    return states
+def queue() -> dict[str, QueueEntry]:
+    """'<array>_<task>' (or '<job>') -> its state, name and reason, for every job in the queue, in one
+    squeue call."""
+    entries = {}
+    for line in _slurm("squeue", "--noheader", "--array", "--format=%i|%T|%r|%j").splitlines():
+        parts = line.strip().split("|", 3)
+        if len(parts) == 4:
+            entries[parts[0]] = QueueEntry(state=parts[1], reason=parts[2], name=parts[3])
+    return entries
 
 
 def active_jobs(sweep: Sweep) -> dict[str, str]:
     """job id -> 'pending' or 'running' for the sweep's jobs that SLURM still holds."""
-    states = queue()
+    return _active(sweep, queue())
+
+
+def _active(sweep: Sweep, entries: dict[str, QueueEntry]) -> dict[str, str]:
+    where: dict[str, tuple[Submission, int]] = {}
+    for submission in submissions(sweep, entries):
+        for index, job_ids in enumerate(submission.tasks):
+            for job_id in job_ids:
+                where[job_id] = (submission, index)
     found = {}
-    for job_id, (submission, index) in latest_task(sweep).items():
-        state = states.get(submission.slurm_id(index))
-        if state in ACTIVE:
-            found[job_id] = ACTIVE[state]
+    for job_id, (submission, index) in where.items():
+        entry = entries.get(submission.slurm_id(index))
+        if entry is not None and entry.state in ACTIVE:
+            found[job_id] = ACTIVE[entry.state]
     return found
 
 
@@ -169,6 +269,26 @@ class SlurmExecutor:
         self.profile = profile
         self.bump = bump or {}
 
+    def check(self) -> None:
+        """Before anything is created: the controller answers and the profile's partition exists.
+        `scontrol ping` first: on a controller that is down it answers at once, where sinfo retries for
+        about ten seconds. Then one `sinfo`. Milliseconds each on a live cluster."""
+        try:
+            answer = _slurm("scontrol", "ping")
+            if " is UP" not in answer:
+                raise OrchError(f"`scontrol ping`: {answer.strip().splitlines()[0] if answer.strip() else 'no answer'}")
+            listing = _slurm("sinfo", "--noheader", "--format=%P")
+        except OrchError as error:
+            raise OrchError(f"the SLURM controller does not answer, so nothing was created or submitted: {error}") \
+                from None
+        partitions = sorted({name.rstrip("*") for name in listing.split()})
+        wanted = self.profile.partition
+        if wanted is not None and wanted not in partitions:
+            raise OrchError(f"profile {self.profile.name}: partition: "
+                            f"{unknown_name('partition', wanted, partitions, ' on this cluster')}")
+        if not partitions:
+            raise OrchError("SLURM answers but has no partition (`sinfo` lists none): nothing can run")
+
     def _parameters(self, resources: dict, jobs_per_task: int) -> dict:
         p = self.profile
         gpus = int(resources.get("gpus", 0))
@@ -195,7 +315,9 @@ class SlurmExecutor:
         return resources
 
     def run(self, sweep: Sweep, jobs: list[JobSpec], attempts_left: dict[str, int]) -> list[Submission]:
-        """Submits and returns at once; SLURM runs the sweep without the launching shell."""
+        """Submits and returns at once; SLURM runs the sweep without the launching shell.
+        Called under the sweep's lock, so it may adopt orphans and release held arrays."""
+        settle_interrupted_submissions(sweep)
         active = active_jobs(sweep)
         jobs = [j for j in jobs if j.job_id not in active]  # never submit what the queue already holds
         array_limit = max_array_size()
@@ -218,29 +340,80 @@ class SlurmExecutor:
             for (key, waits_for), members in classes.items():
                 dependency = "afterok:" + ":".join(waits_for) if waits_for else None
                 for part in chunks(chunks(members, self.profile.jobs_per_task), array_limit):
-                    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.profile.max_requeues,
-                                                      python=self.profile.python)
-                    parameters = self._parameters(resources_of[key], self.profile.jobs_per_task)
-                    if dependency:
-                        parameters["dependency"] = dependency
-                    executor.update_parameters(**parameters)
-                    submitted = executor.map_array(ArrayTask(str(sweep.root)), part)
-                    array_id = submitted[0].job_id.split("_")[0]
-                    record = Submission(array_id, [[j.job_id for j in task] for task in part], resources_of[key],
-                                        dependency)
-                    sweep.append_submission(record.__dict__)
+                    record = self._submit(sweep, folder, part, resources_of[key], dependency, made, len(jobs))
                     made.append(record)
                     for task in part:
                         for job in task:
-                            where[job.job_id] = array_id
+                            where[job.job_id] = record.array_id
         return made
+
+    def _submit(self, sweep: Sweep, folder: Path, part: list[list[JobSpec]], resources: dict,
+                dependency: str | None, made: list[Submission], total: int) -> Submission:
+        """One array, in the four steps of the module docstring."""
+        name = f"orch-{sweep_tag(sweep)}-{uuid.uuid4().hex[:8]}"
+        tasks = [[j.job_id for j in task] for task in part]
+        intent = {"name": name, "tasks": tasks, "resources": resources, "dependency": dependency,
+                  "time": now().isoformat()}
+        _append_record(_intents_path(sweep), intent)
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.profile.max_requeues,
+                                          python=self.profile.python)
+        parameters = self._parameters(resources, self.profile.jobs_per_task)
+        parameters["job_name"] = name
+        parameters["additional_parameters"] = {**parameters["additional_parameters"], "hold": True}
+        if dependency:
+            parameters["dependency"] = dependency
+        executor.update_parameters(**parameters)
+        sbatch_said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(sbatch_said):  # submitit echoes sbatch's stderr: it goes in our message
+                submitted = executor.map_array(ArrayTask(str(sweep.root)), part)
+        except (FailedJobError, FailedSubmissionError, OSError) as error:
+            _settle(sweep, name, "refused by sbatch")
+            raise OrchError(self._refusal(sweep, error, sum(map(len, tasks)), made, total)) from None
+        record = Submission(submitted[0].job_id.split("_")[0], tasks, resources, dependency, intent["time"], name)
+        sweep.append_submission(record.__dict__)
+        try:
+            _slurm("scontrol", "release", record.array_id)
+        except OrchError as error:
+            raise OrchError(f"array {record.array_id} was submitted and recorded but SLURM still holds it: {error}\n"
+                            f"`orch resume {sweep.root}` releases it") from None
+        return record
+
+    @staticmethod
+    def _refusal(sweep: Sweep, error: Exception, jobs: int, made: list[Submission], total: int) -> str:
+        said = [line for line in str(error).splitlines() if line.strip()]
+        reason = said[-1].strip()[:300] if said else type(error).__name__
+        submitted = sum(len(task) for s in made for task in s.tasks)
+        before = (f"{submitted} jobs in array(s) {', '.join(s.array_id for s in made)} were submitted and recorded"
+                  if made else "nothing was submitted")
+        return (f"sbatch refused an array of {jobs} jobs: {reason}\n"
+                f"{before}; {total - submitted} jobs were not submitted\n"
+                f"fix the cause, then `orch resume {sweep.root}` submits only what is missing")
+
+
+def settle_interrupted_submissions(sweep: Sweep) -> None:
+    """Finishes what a killed launcher left between `sbatch --hold` and `scontrol release`: an orphan
+    whose pickles are in place is recorded and released, one without them is cancelled (it never ran),
+    and a recorded array still held is released. Needs the sweep's lock."""
+    entries = queue()
+    for orphan in orphans(sweep, entries):
+        if orphan.pickles_in_place(sweep):
+            sweep.append_submission(orphan.__dict__)
+        else:
+            _slurm("scancel", orphan.array_id)
+            _settle(sweep, orphan.name, f"held array {orphan.array_id} cancelled: its pickles were never in place")
+    held = sorted({s.array_id for s in recorded_submissions(sweep)
+                   if any(entries.get(s.slurm_id(i), QueueEntry("", "", "")).reason == HELD_BY_USER
+                          for i in range(len(s.tasks)))})
+    if held:
+        _slurm("scontrol", "release", *held)
 
 
 def cancel(sweep: Sweep) -> list[str]:
-    """scancel every array of the sweep that still has tasks queued or running."""
-    states = queue()
-    arrays = sorted({s.array_id for s in submissions(sweep)
-                     if any(s.slurm_id(i) in states for i in range(len(s.tasks)))})
+    """scancel every array of the sweep that still has tasks queued or running, orphans included."""
+    entries = queue()
+    arrays = sorted({s.array_id for s in submissions(sweep, entries)
+                     if any(s.slurm_id(i) in entries for i in range(len(s.tasks)))})
     if arrays:
         _slurm("scancel", *arrays)
     return arrays
