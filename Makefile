@@ -21,7 +21,9 @@ demo: install
 	$(BIN)/orch launch grids/smoke.yaml
 
 # Debian's chromium renders the HTML report in a test; the SLURM tests install slurm-wlm and munge
-# themselves through slurm/local-cluster.sh. Both need root, as on CI.
+# themselves through slurm/local-cluster.sh (writing /etc/slurm/slurm.conf and /etc/munge/munge.key).
+# Both need root, as on CI. The SLURM tests stop the daemons they started when they end, unless the
+# cluster was already up or ORCH_KEEP_CLUSTER=1 (`make test ORCH_KEEP_CLUSTER=1` keeps them running).
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
