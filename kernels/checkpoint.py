@@ -23,6 +23,10 @@ import torch
 CHECKPOINT_COLUMN_TYPES = {"checkpoint_discarded": "string"}
 
 
+# Running out of memory says nothing about the file: the job is retried, the checkpoint kept.
+EXHAUSTION = (MemoryError, torch.OutOfMemoryError)
+
+
 class CheckpointMismatch(ValueError):
     """A readable checkpoint that does not hold the state this attack saves."""
 
@@ -56,6 +60,8 @@ class AttackCheckpoint:
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except EXHAUSTION:
+            raise
         except Exception as error:  # noqa: BLE001 - truncated files and refused pickles raise many kinds
             self.discard(f"{self.path.name} is unreadable ({describe_error(error)})")
             return None

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import runtime
-from kernels.checkpoint import describe_error
+from kernels.checkpoint import EXHAUSTION, describe_error
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import load_split
 from kernels.model_catalog import IMAGENET_WEIGHTS
@@ -58,6 +58,8 @@ def read_cached(path: Path) -> tuple[dict | None, str | None]:
     None and why it cannot be used (truncated, corrupt, not written by this module)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+    except EXHAUSTION:
+        raise
     except Exception as e:  # noqa: BLE001 - truncated files and refused pickles raise many kinds
         return None, describe_error(e)
     if not (isinstance(saved, dict) and isinstance(saved.get("state_dict"), dict)

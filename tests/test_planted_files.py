@@ -207,6 +207,20 @@ def test_a_discard_is_still_reported_after_a_later_resume(tmp_path):
     torch.testing.assert_close(resumed, straight)
 
 
+def test_running_out_of_memory_while_reading_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """A shortage of memory is no fault of the file: the error reaches the orchestrator, which retries
+    the job, and the checkpoint is still there for it. (A real shortage cannot be made on demand.)"""
+    path = saved_after_three_iterations(tmp_path)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(torch, "load", exhausted)
+    with pytest.raises(MemoryError):
+        AttackCheckpoint(tmp_path, every_s=120.0).load()
+    assert path.exists()
+
+
 def test_dlg_discards_a_checkpoint_of_the_other_label_mode(tmp_path):
     """A checkpoint of DLG's joint mode (labels optimised) read by a run with known labels: L-BFGS's
     state is reset with the images, so the run is exactly a fresh one."""

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import (AttackCheckpoint, describe_error, expect_count, expect_number, expect_optimizer_state,
-                                 expect_tensor)
+from kernels.checkpoint import (EXHAUSTION, AttackCheckpoint, describe_error, expect_count, expect_number,
+                                 expect_optimizer_state, expect_tensor)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ def invert(model: nn.Module, target: list[torch.Tensor], labels: torch.Tensor | 
             interruptions = expect_count(saved, "interruptions", 0)
             saved_loss = expect_number(saved, "best_loss")
             optimizer.load_state_dict(expect_optimizer_state(saved, "optimizer", variables))
+        except EXHAUSTION:
+            raise
         except Exception as error:  # noqa: BLE001 - whatever a foreign state breaks, it is not ours
             checkpoint.discard(f"{checkpoint.path.name} is not this attack's state ({describe_error(error)})")
             optimizer.load_state_dict(fresh_optimizer_state)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import (AttackCheckpoint, describe_error, expect_count, expect_number, expect_optimizer_state,
-                                 expect_tensor)
+from kernels.checkpoint import (EXHAUSTION, AttackCheckpoint, describe_error, expect_count, expect_number,
+                                 expect_optimizer_state, expect_tensor)
 from kernels.gradient_cosine import ZeroGradient
 
 
@@ -159,6 +159,8 @@ def invert(
             loss_value = expect_number(saved, "loss")
             optimizer.load_state_dict(expect_optimizer_state(saved, "optimizer", [x]))
             schedule.load_state_dict(saved["schedule"])
+        except EXHAUSTION:
+            raise
         except Exception as error:  # noqa: BLE001 - whatever a foreign state breaks, it is not ours
             checkpoint.discard(f"{checkpoint.path.name} is not this attack's state ({describe_error(error)})")
             optimizer, schedule = fresh_optimiser()

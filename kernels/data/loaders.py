@@ -116,6 +116,8 @@ def _cifar(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, 
         except RefusedGlobal as e:
             raise DataError(f"{path} is not a CIFAR python batch: {e}; refused without running it. "
                             "Put the unpacked 'python version' archive there") from None
+        except MemoryError:  # a shortage of memory, not a fault of the file: the job may be retried
+            raise
         except Exception as e:  # noqa: BLE001 - junk bytes raise many kinds (pickle, EOF, Index, Key, ...)
             message = str(e)[:200]
             raise DataError(f"{path} is not a readable CIFAR python batch ({type(e).__name__}: {message}); "
