@@ -38,12 +38,12 @@ def test_ids_are_stable_and_content_addressed():
     # Pinned: an id changes only if the parameters, their defaults or the kernel version change.
     first = a.jobs[0]
     assert first.params["batch_size"] == 1 and first.params["batch_index"] == 0
-    assert first.job_id == "ig-9405de0678e4"
+    assert first.job_id == "ig-22e0ec0fff8d"
     # ...and it is the documented contract: sha256 of the canonical JSON of kernel, version, parameters.
     import hashlib
     import json
 
-    canonical = json.dumps({"kernel": "ig", "version": "ig-3",
+    canonical = json.dumps({"kernel": "ig", "version": "ig-4",
                             "params": {k: v for k, v in first.params.items() if k not in ("data_root", "checkpoint_every_s")}},
                            sort_keys=True, separators=(",", ":"))
     assert first.job_id == "ig-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
