@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.errors import OrchError
 from orchestrator.executors import check_executor, make_executor
@@ -57,12 +58,13 @@ Scale = Annotated[Optional[str], typer.Option("--scale", help="named scale of th
 Workers = Annotated[Optional[int], typer.Option("--workers", help="local worker processes (default: cores / cpus per job)")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="give jobs that used up max_attempts another round")]
 Executor = Annotated[str, typer.Option(help="where jobs run: local (this machine) or slurm (needs --profile)")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="SLURM site profile: slurm/profiles/<NAME>.yaml")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="SLURM site profile: NAME of slurm/profiles/NAME.yaml, or a path")]
 Bump = Annotated[Optional[str], typer.Option(help="slurm: raise resources of jobs killed for memory or time, e.g. mem=2x,time=2x")]
 
 
 def _fail(error: OrchError) -> None:
-    err.print("[red]error:[/red] ", str(error), sep="", highlight=False, soft_wrap=True)
+    # As Text, not markup: a message may hold brackets ("[A-Za-z0-9._-]+", a list of values).
+    err.print(Text.assemble(("error:", "red"), " ", str(error)), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_REFUSED)
 
 

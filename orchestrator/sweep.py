@@ -267,10 +267,14 @@ class Sweep:
 
     # --- jobs running on the local executor ---------------------------------------------------
     def mark_running(self, job: JobSpec) -> None:
-        """Called by the worker process that runs the job; its parent is the launcher."""
+        """Called by the worker process that runs the job; its parent is the launcher. Written in place
+        with one write(), not through tmp/: a worker killed while writing leaves at worst a partial record
+        here, which readers skip and the next launch removes, rather than a file in tmp/ for a day."""
         record = {"job_id": job.job_id, "kernel": job.kernel, "label": job.label, "pid": os.getpid(),
                   "launcher_pid": os.getppid(), "host": socket.gethostname(), "started": now().isoformat()}
-        self._write_atomic(self.root / "running" / f"{job.job_id}.json", json.dumps(record).encode())
+        folder = self.root / "running"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{job.job_id}.json").write_text(json.dumps(record))
 
     def unmark_running(self, job_id: str) -> None:
         (self.root / "running" / f"{job_id}.json").unlink(missing_ok=True)
@@ -287,7 +291,9 @@ class Sweep:
             try:
                 record = json.loads(Path(entry.path).read_text())
             except (OSError, ValueError):
-                continue  # removed meanwhile, or not ours
+                continue  # removed meanwhile, or partial: being written, or its worker was killed writing it
+            if not isinstance(record, dict) or "job_id" not in record:
+                continue
             if record.get("host") != host or (_alive(record.get("pid")) and _alive(record.get("launcher_pid"))):
                 found[record["job_id"]] = record
         return found

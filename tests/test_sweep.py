@@ -135,6 +135,7 @@ def test_running_records_of_dead_processes_are_not_counted(sweep):
     record = {"job_id": dead.job_id, "kernel": dead.kernel, "label": dead.label, "pid": int(gone.stdout),
               "launcher_pid": os.getpid(), "host": socket.gethostname(), "started": "2020-01-01T00:00:00"}
     (s.root / "running" / f"{dead.job_id}.json").write_text(json.dumps(record))
+    (s.root / "running" / f"{plan.jobs[2].job_id}.json").write_text('{"job_id": "ig-')  # its worker killed writing
     assert set(s.running()) == {live.job_id}
     s.clean_stale_running()
     assert sorted(p.name for p in (s.root / "running").iterdir()) == [f"{live.job_id}.json"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from orchestrator.errors import OrchError
 from orchestrator.expand import JobSpec
@@ -62,6 +63,20 @@ def eta_text(durations: list[float], remaining: int, workers: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
 
 
+class _SweepProgress(Progress):
+    """The bar, and below it one line naming the jobs running now (beside the bar, long names would
+    squeeze it out of the line)."""
+
+    running_now = ""
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.running_now:
+            width = self.console.width - 1
+            line = self.running_now if len(self.running_now) <= width else self.running_now[:width - 1] + "…"
+            yield Text(line)
+
+
 @dataclass
 class Outcome:
     done: list[str] = field(default_factory=list)
@@ -93,12 +108,10 @@ class LocalExecutor:
         durations: list[float] = []  # seconds of the jobs finished in this launch, for the ETA
         context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and locks
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
-                            TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[now]}", markup=False),
-                            console=self.console, transient=False)
-        task = progress.add_task(f"{sweep.meta()['name']} ({workers} workers)", total=len(jobs), failed=0,
-                                 eta="?", now="")
+        progress = _SweepProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
+                                  TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False)
+        task = progress.add_task(f"{sweep.meta()['name']} ({workers} workers)", total=len(jobs), failed=0, eta="?")
         interactive = self.console.is_terminal
 
         def log(message: str) -> None:
@@ -107,8 +120,8 @@ class LocalExecutor:
 
         def redraw() -> None:
             left = len(waiting) + len(running)
-            progress.update(task, eta=eta_text(durations, left, workers),
-                            now="running: " + "; ".join(job_name(j) for j in running.values()) if running else "")
+            progress.running_now = "running: " + "; ".join(map(job_name, running.values())) if running else ""
+            progress.update(task, eta=eta_text(durations, left, workers))
 
         def failure(job: JobSpec, message: str, again: bool) -> None:
             attempts_left[job.job_id] -= 1
