@@ -8,6 +8,7 @@ list of 100,000 values, and none of it may end up printed whole.
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,16 +36,26 @@ def short(value) -> str:
     return clip(_repr.repr(value))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def key_path(parts: Iterable) -> str:
     """('scales', 'small', 'axes', 'lr', 2) -> 'scales.small.axes.lr[2]': names of mappings joined by
-    dots, positions in lists in brackets."""
+    dots, positions in lists in brackets; a name that is not plain is quoted (scales['../up'])."""
     text = ""
     for part in parts:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
+        elif not isinstance(part, str) or not _PLAIN_KEY.fullmatch(part):
+            text += f"[{short(part)}]"
         else:
-            text += f".{clip(str(part))}" if text else clip(str(part))
+            text += f".{clip(part)}" if text else clip(part)
     return text
+
+
+def got(value) -> str:
+    """'list [1, 2]': the type and a bounded repr, for "expected ..., got ..." messages."""
+    return f"{type(value).__name__} {short(value)}"
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,15 @@ def nearest(name: str, valid: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def valid_list(names: Iterable) -> str:
-    """At most MAX_VALID_NAMES names, then how many there are in all."""
+def valid_list(names: Iterable, near: str | None = None) -> str:
+    """At most MAX_VALID_NAMES names (those nearest to `near` when there are more), then how many
+    there are in all."""
     names = [str(n) for n in names]
     if len(names) <= MAX_VALID_NAMES:
         return ", ".join(names)
-    return ", ".join(names[:MAX_VALID_NAMES]) + f", ... ({len(names)} in all)"
+    shown = names[:MAX_VALID_NAMES] if near is None else \
+        difflib.get_close_matches(clip(str(near), 200), names, n=MAX_VALID_NAMES, cutoff=0.0)
+    return ", ".join(shown) + f", ... ({len(names)} in all)"
 
 
 def unknown_name(kind: str, name: str, valid: Iterable[str], owner: str = "") -> str:
@@ -100,5 +114,5 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], owner: str = "") ->
     valid = sorted(valid, key=str)
     guess = nearest(name, [str(v) for v in valid])
     hint = f"; did you mean '{guess}'?" if guess else ""
-    listed = f" (valid: {valid_list(valid)})" if valid else ""
+    listed = f" (valid: {valid_list(valid, near=name)})" if valid else ""
     return f"unknown {kind} '{clip(str(name))}'{owner}{hint}{listed}"

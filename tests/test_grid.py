@@ -150,3 +150,84 @@ def test_missing_data_set_is_named_before_anything_is_created(tmp_path):
     assert result.returncode == 2
     assert f"data set 'cifar10' not found at {tmp_path / 'no-data' / 'cifar-10-batches-py'}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "s").exists()
+
+
+SCALED = BASE + """
+scales:
+  paper: {fixed: {iterations: 24000}}
+  small: {fixed: {model_state: untrained}}
+default_scale: paper
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a setting that clashes only in one scale is named where it is written, and the scale said
+    (SCALED + "exclude: [{model_state: trained}]\n",
+     "exclude[0].model_state: exclude rules name axes or zip parameters (batch_size) (scale 'small')"),
+    (SCALED.replace("small: {fixed: {model_state: untrained}}", "small: {zip: [{batch_size: [1], lr: [0.1]}]}"),
+     "scales.small.zip[0].batch_size: 'batch_size' is already set in axes.batch_size"),
+    # a required parameter set in one scale only
+    (SCALED.replace("  batch_size: [1, 4]\n", "").replace("paper: {fixed: {iterations: 24000}}",
+                                                          "paper: {axes: {batch_size: [1]}}"),
+     "scales.small: batch_size: required by kernel 'ig'"),
+    (BASE + "exclude: [{}]\n", "exclude[0]: expected a mapping of parameter -> value or list of values, got dict {}"),
+    (BASE + "zip: [{}]\n", "zip[0]: expected a mapping of parameter -> list of values, got dict {}"),
+    (BASE.replace("batch_size: [1, 4]", "batch_size: [1, 4]\n  lr: [1, 1.0]"), "axes.lr[1]: repeated value 1.0"),
+    (BASE + "exclude: [{batch_size: [1, 4]}]\n", "the grid makes no jobs: its exclude rules remove every point"),
+    (BASE + "replicates: 100000000\n", "replicates: expected an integer in [1, 10,000,000], got 100000000"),
+    (BASE + "seeds: [0, -1]\n", ""),  # a seed is checked as the kernel's seed parameter: any integer passes
+])
+def test_validation_of_merged_scales(text, expected):
+    if not expected:
+        assert plan(text).grid.seeds == [0, -1]
+        return
+    with pytest.raises(GridError) as info:
+        plan(text)
+    assert expected in str(info.value)
+
+
+def test_message_is_at_most_three_lines_and_problems_keeps_all():
+    text = BASE.replace("fixed: {dataset: embedded, num_images: 8, iterations: 3}",
+                        "fixed: {datset: embedded, num_imgs: 8, iteratons: 3, lrr: 1, tvv: 2}")
+    with pytest.raises(GridError) as info:
+        plan(text)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and len(info.value.problems) == 5
+    assert lines[0].startswith("t.yaml:4:9: fixed.datset: unknown parameter 'datset'") and "did you mean 'dataset'" in lines[0]
+    assert "(valid: dataset, data_seed, " in lines[0] and "(28 in all)" in lines[0]  # the nearest names first
+    assert lines[1].startswith("t.yaml:4:27: fixed.num_imgs: ")  # in the order of the file
+    assert lines[2] == "(and 3 more problem(s): fixed.iteratons, fixed.lrr, fixed.tvv)"
+    assert all(len(line) <= 300 for line in lines)
+
+
+def test_messages_never_print_unbounded_values():
+    huge_key, huge_value = "k" * 100_000, "v" * 100_000
+    for text in (BASE + f"{huge_key}: 1\n", BASE.replace("dataset: embedded", f"dataset: {huge_value}")):
+        with pytest.raises(GridError) as info:
+            plan(text)
+        assert len(str(info.value)) < 400, str(info.value)[:400]
+
+
+def test_aliases_merge_keys_and_nulls_read_as_in_yaml():
+    text = """
+name: t
+kernel: ig
+fixed: &common {dataset: embedded, num_images: 8, iterations: 3}
+axes:
+  batch_size: &sizes [1, 4]
+zip: null
+scales:
+  paper: {}
+  small:
+    fixed: {<<: *common, iterations: 2}
+    axes: {batch_size: *sizes}
+default_scale: small
+"""
+    small = plan(text)
+    assert small.jobs[0].params["iterations"] == 2 and small.jobs[0].params["num_images"] == 8
+    assert {j.params["batch_size"] for j in small.jobs} == {1, 4}
+
+
+def test_replicates_give_seeds_without_building_a_list():
+    grid = parse_grid(BASE + "replicates: 3\n", "t.yaml")
+    assert list(grid.seeds) == [0, 1, 2] and len(expand(grid).jobs) == 3 * 2 * (8 + 2)

@@ -30,6 +30,35 @@ def test_profile_errors_name_the_key(tmp_path):
         load_profile("locl")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("partition: debug\nsignal_delay_s: -5\n", "site.yaml:2:1: signal_delay_s: expected an integer >= 0, got -5"),
+    ("setup:\n  - module load cuda\n  - 42\n", "site.yaml:3:5: setup[1]: expected a shell line (a string), got int 42"),
+    ("setup: source venv\n", "site.yaml:1:1: setup: expected a list of shell lines (strings), got str"),
+    ("sbatch: {mail-type: [FAIL, END]}\n", "site.yaml:1:10: sbatch.mail-type: expected a string or an integer"),
+    ("sbatch: [mail-type]\n", "site.yaml:1:1: sbatch: expected a mapping of sbatch option -> value"),
+    ("jobs_per_task: 2.5\n", "site.yaml:1:1: jobs_per_task: expected an integer >= 1, got 2.5"),
+    ("partition: ''\n", "site.yaml:1:1: partition: expected a non-empty string, got ''"),
+    ("partition: debug\npartition: gpu\n", "site.yaml:2:1: duplicate key 'partition': first on line 1, again on line 2"),
+    ("partition: !!python/object/apply:os.system [touch planted]\n", "site.yaml:1:12: tag !!python/object/apply"),
+    ("- partition\n", "site.yaml:1:1: expected a mapping of profile keys"),
+])
+def test_profile_values_are_checked_where_written(tmp_path, monkeypatch, text, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "site.yaml").write_text(text)
+    with pytest.raises(GridError) as info:
+        load_profile("site.yaml")
+    assert str(info.value).startswith(expected), str(info.value)
+    assert len(str(info.value).splitlines()) <= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.yaml"]  # the planted tag made nothing
+
+
+def test_profile_path_that_does_not_exist(tmp_path):
+    (tmp_path / "site.yaml").write_text("partition: debug\n")
+    with pytest.raises(OrchError, match=r"cannot read profile \(No such file or directory\); did you mean .*site.yaml"):
+        load_profile(str(tmp_path / "sit.yaml"))
+    assert load_profile(str(tmp_path / "site.yaml")).partition == "debug"
+
+
 def test_gpu_request_styles():
     resources = {"cpus": 4, "gpus": 2, "mem_gb": 8, "time_min": 30}
     gres = SlurmExecutor(load_profile("example-gpu-cluster"))._parameters(resources, jobs_per_task=4)
