@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import GridError, Problem, key_path, short, unknown_name, valid_list
+from orchestrator.errors import GridError, Problem, got, key_path, short, unknown_name, valid_list
 from orchestrator.registry import kernels
 from orchestrator.yaml_source import Document, parse_yaml, read_yaml
 
@@ -102,7 +102,7 @@ def _grid(doc: Document, scale: str | None) -> Grid:
         problems.add(("name",), f"{short(raw['name'])} is not a folder name: use letters, digits, '.', '_' and "
                                 "'-' (it names runs/<name>; --sweep-dir chooses another place)")
     if not isinstance(raw.get("description"), (str, type(None))):
-        problems.add(("description",), f"expected a string, got {type(raw['description']).__name__}")
+        problems.add(("description",), f"expected a string, got {got(raw['description'])}")
     table = kernels()
     kernel = None
     if isinstance(raw.get("kernel"), str) and raw["kernel"]:
@@ -141,15 +141,15 @@ def _scales(raw: dict, problems: _Problems) -> dict:
     if scales is None:
         return {}
     if not isinstance(scales, dict):
-        problems.add(("scales",), f"expected a mapping of scale name -> overlay, got {type(scales).__name__}")
+        problems.add(("scales",), f"expected a mapping of scale name -> overlay, got {got(scales)}")
         return {}
     found = {}
     for name, overlay in scales.items():
         if not _is_name(name):
             problems.add(("scales", name), f"scale name {short(name)} is not a folder name: use letters, digits, "
                                            "'.', '_' and '-' (it names runs/<grid>-<scale>)")
-        elif overlay is not None and not isinstance(overlay, dict):
-            problems.add(("scales", name), f"expected a mapping (fixed:, axes:, ...), got {type(overlay).__name__}")
+        if overlay is not None and not isinstance(overlay, dict):
+            problems.add(("scales", name), f"expected a mapping (fixed:, axes:, ...), got {got(overlay)}")
         else:
             found[name] = overlay or {}
     return found
@@ -158,7 +158,7 @@ def _scales(raw: dict, problems: _Problems) -> dict:
 def _chosen_scale(raw: dict, scales: dict, scale: str | None, problems: _Problems) -> str | None:
     default = raw.get("default_scale")
     if default is not None and not isinstance(default, str):
-        problems.add(("default_scale",), f"expected the name of a scale, got {type(default).__name__}")
+        problems.add(("default_scale",), f"expected the name of a scale, got {got(default)}")
         return None
     if scale is not None:
         if not scales:
@@ -206,7 +206,7 @@ def _check_section(kernel, section: dict, prefix: tuple, problems: _Problems) ->
                                       "values, equal lengths)", problems)):
         path = prefix + ("zip", i)
         if not isinstance(group, dict) or not group:
-            problems.add(path, f"expected a mapping of parameter -> list of values, got {short(group)}")
+            problems.add(path, f"expected a mapping of parameter -> list of values, got {got(group)}")
             continue
         lengths = {len(v) for v in group.values() if isinstance(v, list)}
         if len(lengths) > 1:
@@ -218,7 +218,7 @@ def _check_section(kernel, section: dict, prefix: tuple, problems: _Problems) ->
                                      "or list of values)", problems)):
         path = prefix + ("exclude", i)
         if not isinstance(rule, dict) or not rule:
-            problems.add(path, f"expected a mapping of parameter -> value or list of values, got {short(rule)}")
+            problems.add(path, f"expected a mapping of parameter -> value or list of values, got {got(rule)}")
             continue
         for name, value in rule.items():
             if known(name, path + (name,)):
@@ -242,7 +242,7 @@ def _shaped(section: dict, key: str, kind: type, prefix: tuple, expected: str, p
     if value is None:
         return kind()
     if not isinstance(value, kind):
-        problems.add(prefix + (key,), f"expected {expected}, got {type(value).__name__} {short(value)}")
+        problems.add(prefix + (key,), f"expected {expected}, got {got(value)}")
         return kind()
     return value
 

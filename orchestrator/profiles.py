@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import GridError, OrchError, Problem, key_path, short, unknown_name, valid_list
+from orchestrator.errors import GridError, OrchError, Problem, got, key_path, short, unknown_name, valid_list
 from orchestrator.yaml_source import read_yaml
 
 
@@ -84,14 +84,14 @@ def _problem(key: str, value) -> tuple[tuple, str] | None:
         return None if value in _CHOICES[key] else ((), unknown_name("value", value, _CHOICES[key]))
     if key == "setup":  # shell lines run before each job: module load, venv activation
         if not isinstance(value, list):
-            return (), f"expected a list of shell lines (strings), got {type(value).__name__} {short(value)}"
+            return (), f"expected a list of shell lines (strings), got {got(value)}"
         for i, line in enumerate(value):
             if not isinstance(line, str):
-                return (i,), f"expected a shell line (a string), got {type(line).__name__} {short(line)}"
+                return (i,), f"expected a shell line (a string), got {got(line)}"
         return None
     if key == "sbatch":  # any other sbatch option: name -> value
         if not isinstance(value, dict):
-            return (), f"expected a mapping of sbatch option -> value, got {type(value).__name__} {short(value)}"
+            return (), f"expected a mapping of sbatch option -> value, got {got(value)}"
         for option, setting in value.items():
             if not isinstance(setting, (str, int)) or isinstance(setting, bool):
                 return (option,), f"expected a string or an integer, got {short(setting)}"
