@@ -216,3 +216,9 @@ def test_sweep_dir_naming_a_folder_of_other_files_is_refused(cwd):
     (cwd / "papers").mkdir()
     (cwd / "papers" / "draft.tex").write_text("x")
     run_refused(cwd, "launch", "grid.yaml", "--sweep-dir", "papers", names=("papers", "not a sweep", "draft.tex"))
+
+
+def test_missing_data_is_refused_before_anything_exists(cwd, tmp_path):
+    (cwd / "cifar.yaml").write_text(ONE_JOB.replace("dataset: embedded", f"dataset: cifar10, data_root: {tmp_path / 'none'}"))
+    message = run_refused(cwd, "launch", "cifar.yaml", names=("cifar.yaml", "nothing was created"))
+    assert "submitted" not in message  # the local executor submits nothing anywhere

@@ -38,6 +38,7 @@ def test_kill_then_launch_again_completes_every_job_once(tmp_path, write_grid):
 
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
+    assert "12 jobs + 1 prerequisite" in second.stderr  # counted as `orch plan` counts them
     assert f"{len(after_kill)} already done" in second.stderr or "already done" in second.stderr
 
     manifest = pq.read_table(sweep / "manifest.parquet").to_pandas()
