@@ -195,10 +195,11 @@ class _Builder:
             self.stack.append(_Open(path, {} if mapping else [], event.anchor, self.nodes - 1))
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             done = self.stack.pop()
-            if isinstance(done.value, dict):
-                for source in done.merged:  # explicit keys win; earlier merged mappings win over later
-                    for k, v in source.items():
-                        done.value.setdefault(k, v)
+            if done.merged:  # as PyYAML merges: explicit keys win, then the earlier of the merged mappings
+                merged: dict = {}
+                for source in reversed(done.merged):
+                    merged.update(source)
+                done.value = {**merged, **done.value}
             if done.anchor is not None:
                 self.anchors[done.anchor] = (done.value, self.nodes - done.first_node)
             self.deliver(done.value, event.start_mark)

@@ -175,12 +175,9 @@ default_scale: paper
     (BASE.replace("batch_size: [1, 4]", "batch_size: [1, 4]\n  lr: [1, 1.0]"), "axes.lr[1]: repeated value 1.0"),
     (BASE + "exclude: [{batch_size: [1, 4]}]\n", "the grid makes no jobs: its exclude rules remove every point"),
     (BASE + "replicates: 100000000\n", "replicates: expected an integer in [1, 10,000,000], got 100000000"),
-    (BASE + "seeds: [0, -1]\n", ""),  # a seed is checked as the kernel's seed parameter: any integer passes
+    (BASE + "seeds: [0, 1.5]\n", "seeds[1]: expected an integer, got float 1.5"),
 ])
-def test_validation_of_merged_scales(text, expected):
-    if not expected:
-        assert plan(text).grid.seeds == [0, -1]
-        return
+def test_scale_exclude_zip_and_seed_messages(text, expected):
     with pytest.raises(GridError) as info:
         plan(text)
     assert expected in str(info.value)
