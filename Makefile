@@ -20,14 +20,19 @@ install: $(STAMP)
 demo: install
 	$(BIN)/orch launch grids/smoke.yaml
 
-# Debian's chromium renders the HTML report in a test; the SLURM tests install slurm-wlm and munge
-# themselves through slurm/local-cluster.sh (writing /etc/slurm/slurm.conf and /etc/munge/munge.key).
-# Both need root, as on CI. The SLURM tests stop the daemons they started when they end, unless the
-# cluster was already up or ORCH_KEEP_CLUSTER=1 (`make test ORCH_KEEP_CLUSTER=1` keeps them running).
+# Debian's chromium renders the HTML report in a test and pdflatex (texlive, about 150 MB) compiles
+# the exported LaTeX tables in another; the SLURM tests install slurm-wlm and munge themselves through
+# slurm/local-cluster.sh (writing /etc/slurm/slurm.conf and /etc/munge/munge.key). All need root, as on
+# CI; without root those tests skip. The SLURM tests stop the daemons they started when they end, unless
+# the cluster was already up or ORCH_KEEP_CLUSTER=1 (`make test ORCH_KEEP_CLUSTER=1` keeps them running).
+DEBIAN_TEST_PACKAGES := chromium texlive-latex-base texlive-latex-recommended
+
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v chromium && command -v pdflatex \
+	     && kpsewhich booktabs.sty; } >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium >/dev/null); \
+	  apt-get install -y -q --no-install-recommends $(DEBIAN_TEST_PACKAGES) >/dev/null \
+	    || (apt-get update -q && apt-get install -y -q --no-install-recommends $(DEBIAN_TEST_PACKAGES) >/dev/null); \
 	fi
 
 test: install system-packages

@@ -171,10 +171,13 @@ def _batch_check(p: dict) -> str | None:
     return _data_check(p) or _state_check(p)
 
 
-def _batch_fan_out(p: dict) -> dict[str, list]:
+def _batch_fan_out(p: dict) -> dict[str, range]:
+    """One job per client batch. A range, not a list: the orchestrator sizes the fan-out before it
+    builds anything, so `num_images: 10**11` is refused by its job cap instead of filling memory. At
+    least one batch, so that num_images < batch_size reaches _batch_check's message."""
     if p["batch_index"] is not None:
         return {}
-    return {"batch_index": list(range(p["num_images"] // p["batch_size"]))}
+    return {"batch_index": range(max(1, p["num_images"] // p["batch_size"]))}
 
 
 _IG_OPTIMISATION = {

@@ -16,6 +16,7 @@ def profile_dirs() -> tuple[Path, ...]:
 @dataclass(frozen=True)
 class Profile:
     name: str
+    source: str = ""  # the file it was read from, for messages
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -68,7 +69,7 @@ def load_profile(name_or_path: str) -> Profile:
             problems.append(Problem(key_path(path), found[1], doc.position(path)))
     if problems:
         raise GridError(doc.source, problems)
-    return Profile(name=path.stem, **{k: v for k, v in raw.items() if v is not None})
+    return Profile(name=path.stem, source=str(path), **{k: v for k, v in raw.items() if v is not None})
 
 
 def _problem(key: str, value) -> tuple[tuple, str] | None:

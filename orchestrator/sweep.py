@@ -6,11 +6,13 @@
                          a folder without it is a launch killed while creating the sweep
     shards/<id>.parquet  metrics rows of a finished grid job: the only proof that it is done
     prerequisites/<id>.parquet   the same for jobs other jobs depend on (e.g. a training run)
-    images/<id>.parquet  originals and reconstructions as PNG bytes
+    images/<id>.parquet  originals and reconstructions as PNG bytes, of the copy whose shard is published
+    images/<id>.rows.<copy>  rows staged by one copy of a job while it publishes (see publish)
     failures/<id>.<attempt>.json traceback, host, time and whether a rerun can help, per failed attempt
     running/<id>.json    a job running on the local executor now: worker and launcher pid, host, start
     provenance.jsonl     one line per launch: git SHA, package versions, host, command
     scheduler/submissions.jsonl  SLURM arrays submitted: array id, job ids per task, resources
+    scheduler/intents.jsonl      one line before each sbatch: an array whose launcher died is adopted
     logs/                scheduler logs (logs/slurm/<array>_<task>_0_log.{out,err})
     tmp/                 files being written; renamed into place when complete
 

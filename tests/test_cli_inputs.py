@@ -169,7 +169,7 @@ def test_sigterm_stops_a_launch_like_ctrl_c(cwd):
     """SIGTERM (what SLURM and `timeout` send) mid-sweep: workers stop, finished results stay, the
     resume hint is printed, exit code 130; while it ran, `orch status` showed the running job."""
     (cwd / "long.yaml").write_text(ONE_JOB.replace("iterations: 2", "iterations: 100000")
-                                   .replace("batch_size: [1]", "batch_size: [1, 2]"))
+                                   .replace("num_images: 1", "num_images: 2").replace("batch_size: [1]", "batch_size: [1, 2]"))
     command = [sys.executable, "-m", "orchestrator.cli", "launch", "long.yaml", "--sweep-dir", "sweep",
                "--workers", "1", "--no-report"]
     env = {**os.environ, "ORCH_CACHE_DIR": str(cwd.parent / "cache")}

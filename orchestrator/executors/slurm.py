@@ -284,7 +284,7 @@ class SlurmExecutor:
         partitions = sorted({name.rstrip("*") for name in listing.split()})
         wanted = self.profile.partition
         if wanted is not None and wanted not in partitions:
-            raise OrchError(f"profile {self.profile.name}: partition: "
+            raise OrchError(f"{self.profile.source or 'profile ' + self.profile.name}: partition: "
                             f"{unknown_name('partition', wanted, partitions, ' on this cluster')}")
         if not partitions:
             raise OrchError("SLURM answers but has no partition (`sinfo` lists none): nothing can run")
