@@ -341,6 +341,19 @@ def test_a_failed_sbatch_says_what_was_and_was_not_submitted(tmp_path):
     assert orch("cancel", str(sweep.root)).returncode == 0
 
 
+def launch_refused(tmp_path) -> str:
+    """Launches ONE_ARRAY with the `local` profile, expecting a refusal: exit 2 within 10 s, at most three
+    lines and no traceback, and nothing beside the grid file (no sweep folder, no cache). Returns stderr."""
+    started = time.monotonic()
+    result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / "s"), "--executor",
+                  "slurm", "--profile", "local", env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3 and elapsed < 10, (elapsed, result.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+    return result.stderr
+
+
 @on_cluster
 def test_a_partition_that_does_not_exist_is_refused_before_anything_exists(tmp_path):
     from orchestrator.executors.slurm import SlurmExecutor
@@ -348,14 +361,8 @@ def test_a_partition_that_does_not_exist_is_refused_before_anything_exists(tmp_p
 
     cluster("--partition", "batch")
     try:
-        started = time.monotonic()
-        result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / "s"), "--executor",
-                      "slurm", "--profile", "local", env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
-        elapsed = time.monotonic() - started
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert "unknown partition 'debug' on this cluster (valid: batch)" in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) <= 3 and elapsed < 10, (elapsed, result.stderr)
-        assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]  # no sweep folder, no cache
+        message = launch_refused(tmp_path)
+        assert "unknown partition 'debug' on this cluster (valid: batch)" in message, message
         batch = tmp_path / "batch.yaml"
         batch.write_text("partition: batch\n")
         SlurmExecutor(load_profile(str(batch))).check()  # the partition that exists passes
@@ -367,13 +374,7 @@ def test_a_partition_that_does_not_exist_is_refused_before_anything_exists(tmp_p
 def test_an_unreachable_controller_is_refused_before_anything_exists(tmp_path):
     subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120, check=True)
     try:
-        started = time.monotonic()
-        result = orch("launch", str(grid(tmp_path, ONE_ARRAY)), "--sweep-dir", str(tmp_path / "s"), "--executor",
-                      "slurm", "--profile", "local", env={"ORCH_CACHE_DIR": str(tmp_path / "cache")})
-        elapsed = time.monotonic() - started
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert "the SLURM controller does not answer, so nothing was created or submitted" in result.stderr
-        assert len(result.stderr.strip().splitlines()) <= 3 and elapsed < 10, (elapsed, result.stderr)
-        assert sorted(os.listdir(tmp_path)) == ["grid.yaml"]
+        message = launch_refused(tmp_path)
+        assert "the SLURM controller does not answer, so nothing was created or submitted" in message, message
     finally:
         cluster()
