@@ -30,7 +30,8 @@ from orchestrator.yaml_source import Document, parse_yaml, read_yaml
 TOP_LEVEL = ("name", "kernel", "description", "fixed", "axes", "zip", "exclude", "seeds", "replicates",
              "resources", "max_attempts", "scales", "default_scale")
 OVERLAY = ("fixed", "axes", "zip", "exclude", "seeds", "replicates", "resources", "max_attempts")
-RESOURCES = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 60}
+# group_size: jobs run together by one worker or array task (orchestrator.groups); not in job ids.
+RESOURCES = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 60, "group_size": 1}
 # A grid's name (and a scale's) names its folder, runs/<name>[-<scale>]: one path component, never
 # `.` or `..`. Only --sweep-dir puts a sweep elsewhere.
 NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -297,10 +298,10 @@ def _check_seeds(params, section: dict, prefix: tuple, problems: _Problems) -> N
 
 
 def _resource_problem(key: str, value) -> str | None:
-    """cpus and gpus are whole counts (`gpus: 0.5` would become 0 GPUs; `cpus: 0` divides by zero);
-    memory and time are finite and positive."""
-    if key in ("cpus", "gpus"):
-        least = 1 if key == "cpus" else 0
+    """cpus, gpus and group_size are whole counts (`gpus: 0.5` would become 0 GPUs; `cpus: 0` divides
+    by zero); memory and time are finite and positive."""
+    if key in ("cpus", "gpus", "group_size"):
+        least = 0 if key == "gpus" else 1
         return None if _is_int(value, least) else f"expected an integer >= {least}, got {short(value)}"
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value <= 0:

@@ -1,8 +1,8 @@
-"""The one entry point that runs a job, on the local executor and on SLURM alike.
+"""The one entry point that runs jobs, on the local executor and on SLURM alike: run_group.
 
-It calls the kernel through the registry, adds the job's identity, parameters and provenance to every
-row, and publishes the shard atomically. A failure leaves a record with its traceback, attempt number
-and whether a rerun can change it, and no shard.
+It calls the kernel through the registry (once for a group of jobs), adds each job's identity,
+parameters and provenance to its rows, and publishes each job's shard atomically. A failure leaves a
+record with its traceback, attempt number and whether a rerun can change it, and no shard.
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
+from orchestrator.contracts import JobRun, RunContext, declared_columns, load_group_run
 from orchestrator.expand import JobSpec
 from orchestrator.provenance import git_sha
 from orchestrator.registry import get_kernel
@@ -42,60 +41,74 @@ def retryable(error: BaseException) -> bool:
     return "CUDA out of memory" in str(error)  # older torch raised a plain RuntimeError
 
 
-class JobFailed(Exception):
-    """What run_job raises when the kernel failed (the failure record is already written). A plain
-    message and flag, so that it crosses a process boundary whatever the kernel raised."""
-
-    def __init__(self, message: str, retryable: bool):
-        super().__init__(message, retryable)
-        self.message = message
-        self.retryable = retryable
-
-    def __str__(self) -> str:
-        return self.message
+def run_job(sweep_root: str, job: JobSpec) -> JobRun:
+    """Runs one job unless its shard exists: publishes its shard, or writes its failure record."""
+    return run_group(sweep_root, [job])[0]
 
 
-@dataclass
-class RunContext:
-    """What a kernel may use besides its parameters."""
-
-    cache_dir: Path  # shared between sweeps: trained checkpoints and the like
-    cpus: int
-    job_id: str
-    scratch_dir: Path  # this job's own folder for checkpoints of a long attack
-
-
-def run_job(sweep_root: str, job: JobSpec) -> dict:
-    """Runs one job unless its shard exists. Returns a short summary; raises JobFailed if it failed."""
+def run_group(sweep_root: str, jobs: list[JobSpec]) -> list[JobRun]:
+    """Runs a group of jobs of one kernel (see orchestrator.groups) with one load of the kernel: one
+    JobRun per job, in order. Each job publishes its own shard or writes its own failure record, so
+    one failed job fails alone. A job whose shard exists is skipped. A group of one calls the
+    kernel's run function, exactly as a job on its own."""
     sweep = Sweep(sweep_root)
-    if job.job_id in sweep.completed():
-        return {"job_id": job.job_id, "status": "already-done", "seconds": 0.0}
-    attempt = sweep.attempts(job.job_id) + 1
-    started, clock = now(), time.monotonic()
-    kernel = get_kernel(job.kernel)
-    scratch = sweep.root / "scratch" / job.job_id
-    context = RunContext(cache_dir=sweep.cache_dir, cpus=int(job.resources.get("cpus", 1)), job_id=job.job_id,
-                         scratch_dir=scratch)
+    completed = sweep.completed()
+    todo = [job for job in jobs if job.job_id not in completed]
+    ran: dict[str, JobRun] = {}
+    if todo:
+        kernel = get_kernel(todo[0].kernel)
+        attempts = [sweep.attempts(job.job_id) + 1 for job in todo]
+        contexts = [RunContext(cache_dir=sweep.cache_dir, cpus=int(job.resources.get("cpus", 1)),
+                               job_id=job.job_id, scratch_dir=sweep.root / "scratch" / job.job_id) for job in todo]
+        started, clock = now(), time.monotonic()
+        if len(todo) == 1:
+            try:
+                outcomes = [kernel.load()(dict(todo[0].params), contexts[0])]
+            except Exception as error:
+                outcomes = [error]
+        else:
+            try:
+                outcomes = load_group_run(kernel)([dict(job.params) for job in todo], contexts)
+                if len(outcomes) != len(todo):
+                    raise RuntimeError(f"kernel '{kernel.name}' returned {len(outcomes)} outcomes for a group of "
+                                       f"{len(todo)} jobs")
+            except Exception as error:  # the group as a whole failed (its model or data did not load)
+                outcomes = [error] * len(todo)
+        # A group's jobs ran together: each is charged its share of the group's time.
+        seconds = (time.monotonic() - clock) / len(todo)
+        for job, attempt, context, outcome in zip(todo, attempts, contexts, outcomes):
+            ran[job.job_id] = _conclude(sweep, kernel, job, attempt, context, outcome, started, seconds)
+    return [ran.get(job.job_id) or JobRun(job.job_id, "already-done") for job in jobs]
+
+
+def _conclude(sweep: Sweep, kernel, job: JobSpec, attempt: int, context: RunContext, outcome, started,
+              seconds: float) -> JobRun:
+    """Publishes one job's result, or records its failure (also one raised while building its shard)."""
+    if isinstance(outcome, Exception):
+        return _failed(sweep, job, attempt, outcome, seconds)
     try:
-        result = kernel.load()(dict(job.params), context)
-        seconds = time.monotonic() - clock
         meta = sweep.meta()
         job_columns = {"job_id": job.job_id, "job_label": job.label, "kernel": job.kernel,
                        "kernel_version": kernel.version, "sweep": meta["name"], "scale": meta["scale"]}
         run_columns = {"status": "ok", "attempt": attempt, "host": socket.gethostname(), "started_at": started,
                        "finished_at": now(), "job_seconds": seconds, "git_sha": git_sha(),
                        "scheduler_job": scheduler_job()}
-        rows = shard_table(kernel, job, result.rows, result.column_types, job_columns, run_columns)
+        column_types = {**declared_columns(kernel), **outcome.column_types}
+        rows = shard_table(kernel, job, outcome.rows, column_types, job_columns, run_columns)
         images = None
-        if result.images:
-            images = pa.Table.from_pylist([{"job_id": job.job_id, **image} for image in result.images])
+        if outcome.images:
+            images = pa.Table.from_pylist([{"job_id": job.job_id, **image} for image in outcome.images])
         sweep.publish(job, rows, images)
-        shutil.rmtree(scratch, ignore_errors=True)  # checkpoints of a finished job are dead weight
+        shutil.rmtree(context.scratch_dir, ignore_errors=True)  # checkpoints of a finished job are dead weight
     except Exception as error:
-        message, again = f"{type(error).__name__}: {error}", retryable(error)
-        sweep.record_failure(job, attempt, message, traceback.format_exc(), retryable=again)
-        raise JobFailed(message, again) from error
-    return {"job_id": job.job_id, "status": "done", "seconds": seconds}
+        return _failed(sweep, job, attempt, error, seconds)
+    return JobRun(job.job_id, "done", seconds)
+
+
+def _failed(sweep: Sweep, job: JobSpec, attempt: int, error: Exception, seconds: float) -> JobRun:
+    message, again = f"{type(error).__name__}: {error}", retryable(error)
+    sweep.record_failure(job, attempt, message, "".join(traceback.format_exception(error)), retryable=again)
+    return JobRun(job.job_id, "failed", seconds, message, again)
 
 
 def scheduler_job() -> str | None:
@@ -107,8 +120,9 @@ def scheduler_job() -> str | None:
 def shard_table(kernel, job: JobSpec, rows: list[dict], column_types: dict[str, str], job_columns: dict,
                 run_columns: dict) -> pa.Table:
     """Long format: job identity, every parameter, the kernel's columns, then provenance. Types come
-    from the parameter declarations and the kernel's column_types so that every shard of a sweep has
-    the same schema, also where a column is null throughout one job."""
+    from the parameter declarations and the kernel's declared column types (`column_types`: run_group
+    merges the kernel's `columns` into the result's) so that every shard of a sweep has the same
+    schema, also where a column is null throughout one job."""
     if not rows:
         raise ValueError(f"kernel '{kernel.name}' returned no rows")
     n = len(rows)
@@ -120,7 +134,7 @@ def shard_table(kernel, job: JobSpec, rows: list[dict], column_types: dict[str, 
         array = pa.array(values, type=arrow_type)
         if array.type == pa.null():
             raise TypeError(f"column '{name}' of kernel '{kernel.name}' is null in every row and has no declared "
-                            "type: add it to KernelResult.column_types")
+                            "type: declare it in the kernel's columns")
         names.append(name)
         arrays.append(array)
 

@@ -1,4 +1,6 @@
 """Runs jobs in worker processes on this machine, prerequisites first, with a live progress bar.
+Each worker task is one group of jobs (orchestrator.groups; one job unless the grid sets group_size);
+progress, retries and failures stay per job.
 
 Workers die with the launcher (PR_SET_PDEATHSIG), ignore Ctrl-C and SIGTERM (the launcher stops them),
 and write only through the sweep's atomic publish: killing the launcher at any moment leaves no partial
@@ -14,15 +16,16 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from orchestrator.contracts import JobRun, Outcome
 from orchestrator.errors import OrchError
 from orchestrator.expand import JobSpec
-from orchestrator.runner import JobFailed, retryable, run_job
+from orchestrator.groups import group_jobs
+from orchestrator.runner import retryable, run_group
 from orchestrator.sweep import Sweep
 
 _PR_SET_PDEATHSIG = 1
@@ -37,14 +40,16 @@ def _worker_init() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _run_in_worker(sweep_root: str, job: JobSpec) -> dict:
-    """run_job, with a record of the running job that `orch status` reads while it runs."""
+def _run_in_worker(sweep_root: str, group: list[JobSpec]) -> list[JobRun]:
+    """run_group, with a record of each running job that `orch status` reads while it runs."""
     sweep = Sweep(sweep_root)
-    sweep.mark_running(job)
+    for job in group:
+        sweep.mark_running(job)
     try:
-        return run_job(sweep_root, job)
+        return run_group(sweep_root, group)
     finally:
-        sweep.unmark_running(job.job_id)
+        for job in group:
+            sweep.unmark_running(job.job_id)
 
 
 def job_name(job: JobSpec, width: int = _NAME_WIDTH) -> str:
@@ -77,20 +82,13 @@ class _SweepProgress(Progress):
             yield Text(line)
 
 
-@dataclass
-class Outcome:
-    done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # job id -> last error
-    blocked: list[str] = field(default_factory=list)  # a prerequisite failed for good
-    interrupted: bool = False
-
-
 class LocalExecutor:
-    blocking = True  # run() returns when every job has finished or failed for good
+    """Runs every job before run() returns (or on Ctrl-C), one group per worker at a time."""
 
-    def __init__(self, workers: int | None = None, console: Console | None = None):
+    def __init__(self, workers: int | None = None, progress: bool = True):
         self.workers = workers
-        self.console = console or Console(stderr=True)
+        self.progress = progress  # the live bar (or one line per job in a log file) on stderr
+        self.console = Console(stderr=True, quiet=not progress)
 
     def check(self) -> None:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
@@ -101,16 +99,18 @@ class LocalExecutor:
         cpus = max(int(j.resources.get("cpus", 1)) for j in jobs) if jobs else 1
         workers = self.workers or max(1, (os.cpu_count() or 1) // max(1, cpus))
         outcome = Outcome()
+        clock = time.monotonic()
         completed = sweep.completed()
-        waiting = {j.job_id: j for j in jobs}
-        running: dict[Future, JobSpec] = {}
+        waiting: list[list[JobSpec]] = group_jobs(jobs)  # a group's jobs share their prerequisites
+        running: dict[Future, list[JobSpec]] = {}
         failed_for_good: set[str] = set()
-        durations: list[float] = []  # seconds of the jobs finished in this launch, for the ETA
+        durations: list[float] = []  # seconds per job finished in this launch, for the ETA
         context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and locks
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
         progress = _SweepProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
-                                  TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False)
+                                  TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False,
+                                  disable=not self.progress)
         task = progress.add_task(f"{sweep.meta()['name']} ({workers} workers)", total=len(jobs), failed=0, eta="?")
         interactive = self.console.is_terminal
 
@@ -119,66 +119,73 @@ class LocalExecutor:
                 self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
         def redraw() -> None:
-            left = len(waiting) + len(running)
-            progress.running_now = "running: " + "; ".join(map(job_name, running.values())) if running else ""
+            left = sum(map(len, waiting)) + sum(map(len, running.values()))
+            names = [job_name(job) for group in running.values() for job in group]
+            progress.running_now = "running: " + "; ".join(names) if names else ""
             progress.update(task, eta=eta_text(durations, left, workers))
 
-        def failure(job: JobSpec, message: str, again: bool) -> None:
+        def failure(job: JobSpec, message: str, again: bool, retry: list[JobSpec]) -> None:
             attempts_left[job.job_id] -= 1
             outcome.failed[job.job_id] = message
             if again and attempts_left[job.job_id] > 0:
-                waiting[job.job_id] = job
+                retry.append(job)
                 log(f"retry  {job.job_id} {job.label}: {message}")
             else:
                 failed_for_good.add(job.job_id)
                 progress.update(task, advance=1, failed=len(failed_for_good))
                 log(f"FAILED {job.job_id} {job.label}: {message}" + ("" if again else " (a rerun cannot change it)"))
 
+        def finished_group(group: list[JobSpec], runs: list[JobRun], retry: list[JobSpec]) -> None:
+            for job, run in zip(group, runs):
+                if run.status == "failed":  # the runner already wrote the failure record
+                    failure(job, run.error or "", run.retryable, retry)
+                    continue
+                completed.add(job.job_id)
+                outcome.done.append(job.job_id)
+                if run.status == "done":
+                    durations.append(run.seconds)
+                progress.advance(task)
+                log(f"done   {job.job_id} {job.label} ({run.seconds:.1f}s)")
+
         try:
             with progress:
                 while waiting or running:
-                    for job_id in list(waiting):
+                    still_waiting = []
+                    for group in waiting:
+                        requires = group[0].requires
                         if len(running) >= workers:
-                            break
-                        job = waiting[job_id]
-                        if any(r in failed_for_good for r in job.requires):
-                            outcome.blocked.append(job_id)
-                            del waiting[job_id]
-                            progress.advance(task)
-                        elif all(r in completed for r in job.requires):
-                            running[pool.submit(_run_in_worker, str(sweep.root), job)] = job
-                            del waiting[job_id]
-                            log(f"start  {job_name(job, 200)}")
+                            still_waiting.append(group)
+                        elif any(r in failed_for_good for r in requires):
+                            outcome.blocked.extend(job.job_id for job in group)
+                            progress.advance(task, len(group))
+                        elif all(r in completed for r in requires):
+                            running[pool.submit(_run_in_worker, str(sweep.root), group)] = group
+                            for job in group:
+                                log(f"start  {job_name(job, 200)}")
+                        else:
+                            still_waiting.append(group)
+                    waiting = still_waiting
                     if not running:
                         break
                     redraw()
                     finished, _ = wait(list(running), timeout=_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
                     broken: list[JobSpec] = []
+                    retry: list[JobSpec] = []
                     for future in finished:
-                        job = running.pop(future)
+                        group = running.pop(future)
                         try:
-                            summary = future.result()
+                            finished_group(group, future.result(), retry)
                         except BrokenProcessPool:
-                            broken.append(job)
-                            continue
-                        except JobFailed as error:  # the runner already wrote the failure record
-                            failure(job, error.message, error.retryable)
-                            continue
+                            broken.extend(group)
                         except Exception as error:  # raised outside the kernel: no record yet
                             message = f"{type(error).__name__}: {error}"
-                            sweep.record_failure(job, sweep.attempts(job.job_id) + 1, message, "",
-                                                 retryable=retryable(error))
-                            failure(job, message, retryable(error))
-                            continue
-                        completed.add(job.job_id)
-                        outcome.done.append(job.job_id)
-                        if summary["status"] == "done":
-                            durations.append(summary["seconds"])
-                        progress.advance(task)
-                        log(f"done   {job.job_id} {job.label} ({summary['seconds']:.1f}s)")
+                            for job in group:
+                                sweep.record_failure(job, sweep.attempts(job.job_id) + 1, message, "",
+                                                     retryable=retryable(error))
+                                failure(job, message, retryable(error), retry)
                     if broken:
                         # A dead worker breaks the whole pool: every job in flight is lost with it.
-                        broken += list(running.values())
+                        broken += [job for group in running.values() for job in group]
                         running.clear()
                         pool.shutdown(wait=False, cancel_futures=True)
                         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
@@ -186,17 +193,21 @@ class LocalExecutor:
                             message = "a worker process died (killed, or out of memory) while this job ran"
                             sweep.record_failure(job, sweep.attempts(job.job_id) + 1, message, "")
                             sweep.unmark_running(job.job_id)  # its worker could not remove the record
-                            failure(job, message, again=True)
+                            failure(job, message, True, retry)
+                    waiting += group_jobs(retry)  # the jobs to retry still share what made their groups
                 redraw()
         except KeyboardInterrupt:
             outcome.interrupted = True
             self._stop(pool)
-            for job in running.values():
-                sweep.unmark_running(job.job_id)
+            for group in running.values():
+                for job in group:
+                    sweep.unmark_running(job.job_id)
+            outcome.seconds = time.monotonic() - clock
             return outcome
         pool.shutdown(wait=True)
         for job_id in outcome.done:
             outcome.failed.pop(job_id, None)  # it failed once, then succeeded
+        outcome.seconds = time.monotonic() - clock
         return outcome
 
     @staticmethod

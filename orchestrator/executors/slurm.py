@@ -1,8 +1,9 @@
 """Dispatches jobs to SLURM as submitit job arrays and reads their state back from the queue.
 
 One array per resource class (and per stage: prerequisites first, the jobs needing them with an
-`afterok` dependency), split at the cluster's MaxArraySize, throttled with %N. Each array task runs one
-or more jobs through the same runner as the local executor. Every submission is recorded in
+`afterok` dependency), split at the cluster's MaxArraySize, throttled with %N. Each array task runs
+`jobs_per_task` groups of jobs (orchestrator.groups: one job each unless the grid sets group_size)
+through the same runner as the local executor. Every submission is recorded in
 <sweep>/scheduler/submissions.jsonl, so status, cancel, logs and resume work from the directory alone.
 The queue is read with one `squeue` call; accounting (sacct) is not needed.
 
@@ -37,10 +38,12 @@ import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.helpers import Checkpointable
 
+from orchestrator.contracts import JobRun, Outcome
 from orchestrator.errors import OrchError, unknown_name
 from orchestrator.expand import JobSpec
+from orchestrator.groups import group_jobs
 from orchestrator.profiles import Profile
-from orchestrator.runner import run_job
+from orchestrator.runner import run_group
 from orchestrator.sweep import Sweep, now
 
 ACTIVE = {"PENDING": "pending", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
@@ -51,23 +54,25 @@ QUERY_TIMEOUT_S = 20  # a controller that does not answer sinfo/squeue in this l
 
 
 class ArrayTask(Checkpointable):
-    """What one array task runs: its jobs one after another. On SIGUSR2 (time limit near, or
-    preemption) submitit calls checkpoint() and requeues this same task: finished jobs are skipped
-    because their shards exist, and a long attack resumes from its own periodic checkpoint."""
+    """What one array task runs: its groups of jobs one after another (a group is one job unless the
+    grid sets group_size). On SIGUSR2 (time limit near, or preemption) submitit calls checkpoint() and
+    requeues this same task: finished jobs are skipped because their shards exist, and a long attack
+    resumes from its own periodic checkpoint."""
 
     def __init__(self, sweep_root: str):
         self.sweep_root = sweep_root
 
-    def __call__(self, jobs: list[JobSpec]) -> list[dict]:
-        results, errors = [], []
-        for job in jobs:
+    def __call__(self, groups: list[list[JobSpec]]) -> list[JobRun]:
+        runs, errors = [], []
+        for group in groups:
             try:
-                results.append(run_job(self.sweep_root, job))
-            except Exception as error:  # recorded by the runner; the task's other jobs still run
-                errors.append(f"{job.job_id}: {type(error).__name__}: {error}")
-        if errors:
+                runs += run_group(self.sweep_root, group)
+            except Exception as error:  # raised outside the kernels (no record): the task's other groups still run
+                errors.append(f"{', '.join(job.job_id for job in group)}: {type(error).__name__}: {error}")
+        errors += [f"{run.job_id}: {run.error}" for run in runs if run.status == "failed"]  # recorded by the runner
+        if errors:  # the task fails, so that SLURM's afterok holds back the jobs that depend on it
             raise RuntimeError("; ".join(errors))
-        return results
+        return runs
 
 
 def _slurm(*args: str, timeout: float = QUERY_TIMEOUT_S) -> str:
@@ -263,9 +268,9 @@ def parse_bump(text: str | None) -> dict[str, float]:
 
 
 class SlurmExecutor:
-    blocking = False
+    """Submits the pending jobs as job arrays and returns at once; SLURM runs them."""
 
-    def __init__(self, profile: Profile, bump: dict[str, float] | None = None, **_):
+    def __init__(self, profile: Profile, bump: dict[str, float] | None = None):
         self.profile = profile
         self.bump = bump or {}
 
@@ -314,11 +319,12 @@ class SlurmExecutor:
             resources["time_min"] = resources.get("time_min", 60) * self.bump["time"]
         return resources
 
-    def run(self, sweep: Sweep, jobs: list[JobSpec], attempts_left: dict[str, int]) -> list[Submission]:
+    def run(self, sweep: Sweep, jobs: list[JobSpec], attempts_left: dict[str, int]) -> Outcome:
         """Submits and returns at once; SLURM runs the sweep without the launching shell.
         Called under the sweep's lock, so it may adopt orphans and release held arrays."""
         settle_interrupted_submissions(sweep)
         active = active_jobs(sweep)
+        outcome = Outcome(already_queued=[j.job_id for j in jobs if j.job_id in active])
         jobs = [j for j in jobs if j.job_id not in active]  # never submit what the queue already holds
         array_limit = max_array_size()
         completed = sweep.completed()
@@ -339,25 +345,28 @@ class SlurmExecutor:
                 classes[(key, waits_for)].append(job)
             for (key, waits_for), members in classes.items():
                 dependency = "afterok:" + ":".join(waits_for) if waits_for else None
-                for part in chunks(chunks(members, self.profile.jobs_per_task), array_limit):
+                # A task runs jobs_per_task groups, each of up to group_size jobs.
+                for part in chunks(chunks(group_jobs(members), self.profile.jobs_per_task), array_limit):
                     record = self._submit(sweep, folder, part, resources_of[key], dependency, made, len(jobs))
                     made.append(record)
-                    for task in part:
-                        for job in task:
-                            where[job.job_id] = record.array_id
-        return made
+                    for task in record.tasks:
+                        for job_id in task:
+                            where[job_id] = record.array_id
+        outcome.submitted = {s.array_id: [job_id for task in s.tasks for job_id in task] for s in made}
+        return outcome
 
-    def _submit(self, sweep: Sweep, folder: Path, part: list[list[JobSpec]], resources: dict,
+    def _submit(self, sweep: Sweep, folder: Path, part: list[list[list[JobSpec]]], resources: dict,
                 dependency: str | None, made: list[Submission], total: int) -> Submission:
-        """One array, in the four steps of the module docstring."""
+        """One array (its tasks, each a list of groups), in the four steps of the module docstring."""
         name = f"orch-{sweep_tag(sweep)}-{uuid.uuid4().hex[:8]}"
-        tasks = [[j.job_id for j in task] for task in part]
+        tasks = [[job.job_id for group in task for job in group] for task in part]
         intent = {"name": name, "tasks": tasks, "resources": resources, "dependency": dependency,
                   "time": now().isoformat()}
         _append_record(_intents_path(sweep), intent)
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.profile.max_requeues,
                                           python=self.profile.python)
-        parameters = self._parameters(resources, self.profile.jobs_per_task)
+        # time_min is per job: a task's limit covers the most jobs one of its tasks may hold.
+        parameters = self._parameters(resources, self.profile.jobs_per_task * int(resources.get("group_size", 1)))
         parameters["job_name"] = name
         parameters["additional_parameters"] = {**parameters["additional_parameters"], "hold": True}
         if dependency:
