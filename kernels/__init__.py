@@ -1,5 +1,6 @@
-"""The science: data, models, federated clients, attacks and metrics.
+"""The science: data, models, federated clients, attacks, defences, analyses and metrics.
 
 Importable without the orchestrator. `kernels.registry.KERNELS` is the one map from a kernel name to
-its parameters and its run function; importing it does not import torch.
+its declaration (kernels/kernel.py), collected from kernels/jobs/, one module per kernel; importing it
+does not import torch.
 """

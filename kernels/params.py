@@ -1,8 +1,10 @@
 """Declared kernel parameters: their type, default, allowed values. Pure Python, no torch."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +69,16 @@ class Param:
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         return value
+
+
+def settings_class(name: str, params: Mapping[str, Param], resolved: Mapping[str, Any] | None = None) -> type:
+    """A frozen dataclass with one field per parameter, in order, defaulting to the declared default (or,
+    for a default a kernel resolves per data set, to `resolved`'s value): an algorithm's settings
+    without a second copy of its defaults. `from_params(params)` picks its fields out of a job's params."""
+    resolved = resolved or {}
+    defaults = {n: resolved.get(n, p.default) for n, p in params.items()}
+    fields = [(n, p.type, dataclasses.field(default=dataclasses.MISSING if defaults[n] is REQUIRED else defaults[n]))
+              for n, p in params.items()]
+    cls = dataclasses.make_dataclass(name, fields, frozen=True)
+    cls.from_params = classmethod(lambda c, job: c(**{n: job[n] for n in params}))
+    return cls

@@ -53,7 +53,7 @@ def stage_lpips_backbone(home: Path, net: str):
     import torch
     import torchvision
 
-    from kernels import metrics
+    from kernels.metrics import standard as metrics
 
     path = metrics.backbone_weights_path(net)
     path.parent.mkdir(parents=True)

@@ -49,8 +49,9 @@ def test_zero_client_gradient_is_a_result_not_a_failure():
     """A model that fits its batch perfectly (softmax saturated in float32) sends an exactly zero gradient.
     The attack cannot match a direction that does not exist: it returns its uninformed starting point,
     says so, and does not raise (a retry would only fail again)."""
-    from kernels.attacks.ig import IGConfig, client_gradient, invert
-    from kernels.models import build_model
+    from kernels.attacks.ig import IGConfig, invert
+    from kernels.federated.fedsgd import client_gradient
+    from kernels.models.architectures import build_model
 
     model = build_model("mlp", 8, 16, 0).eval()
     labels = torch.tensor([3])

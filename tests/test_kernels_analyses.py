@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from kernels.analyses import activation_inputs, gradient_embedding
-from kernels.gradient_cosine import cosine, direction
+from kernels.metrics.cosine import cosine, direction
 from kernels.analyses.gradient_embedding import CountSketch
 from kernels.analyses.gradient_similarity import batch_positions, draw_images
 from kernels.data.embedded import evaluation_split
-from kernels.models import build_model
+from kernels.models.architectures import build_model
 from kernels.registry import KERNELS
 from tests.test_kernels_run import context, resolved
 
@@ -170,7 +170,7 @@ def test_activation_histograms_count_every_input(tmp_path):
 
     # The first layer's inputs directly: the same histogram, fraction and moments.
     params = resolved("activation_inputs", model="mlp", num_images=5)
-    from kernels.client import client_indices
+    from kernels.federated.client import client_indices
     images, labels = evaluation_split()
     x = torch.as_tensor(images[client_indices(params, labels)])
     x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from kernels.attacks import dlg, labels as restoration
-from kernels.attacks.fedavg import LocalTraining, local_update, observer
-from kernels.attacks.ig import IGConfig, client_gradient, invert
+from kernels.attacks.fedavg import observer
+from kernels.federated.local_training import LocalTraining, local_update
+from kernels.attacks.ig import IGConfig, invert
+from kernels.federated.fedsgd import client_gradient
 from kernels.data import embedded
-from kernels.metrics import Lpips, psnr, score
-from kernels.models import build_model
+from kernels.metrics.standard import Lpips, psnr, score
+from kernels.models.architectures import build_model
 
 NO_LPIPS = Lpips("alex", None, "not needed here")
 UNINFORMED_PSNR = 8.6  # flat grey against the photograph below; noise does worse (see module docstring)
@@ -164,7 +166,7 @@ def embedded_std():
 
 def test_dlg_resumes_from_its_checkpoint(tmp_path):
     """Three L-BFGS steps, a checkpoint, then a new run to six from it: the same result as six in a row."""
-    from kernels.checkpoint import AttackCheckpoint
+    from kernels.attacks.checkpoint import AttackCheckpoint
 
     x, y = photographs([3], side=16)
     model = build_model("lenet", 8, 16, 0).eval()

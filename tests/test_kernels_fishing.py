@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from kernels.attacks import fishing
-from kernels.attacks.ig import IGConfig, client_gradient, invert
+from kernels.attacks.ig import IGConfig, invert
+from kernels.federated.fedsgd import client_gradient
 from kernels.data import embedded
 from kernels.data.catalog import DATASETS
-from kernels.metrics import psnr
-from kernels.models import build_model
+from kernels.metrics.standard import psnr
+from kernels.models.architectures import build_model
 from kernels.registry import KERNELS
 from tests.test_kernels_run import context, resolved
 

@@ -6,10 +6,11 @@ import torch
 import torchvision
 from torch import nn
 
-from kernels import training
-from kernels.model_catalog import ACTIVATION_NAMES, DEFAULT_ACTIVATION, IMAGENET_WEIGHT_FILES, IMAGENET_WEIGHTS
-from kernels.models import ACTIVATIONS, ARCHITECTURES, build_model
-from kernels.registry import KERNELS, pretrained_weights_path
+from kernels.models import training
+from kernels.models.architectures import ACTIVATIONS, ARCHITECTURES, build_model
+from kernels.models.catalog import (ACTIVATION_NAMES, DEFAULT_ACTIVATION, IMAGENET_WEIGHT_FILES, IMAGENET_WEIGHTS,
+                                    pretrained_weights_path)
+from kernels.registry import KERNELS
 
 
 def activation_types(model):
@@ -62,7 +63,7 @@ def test_weight_file_names_match_torchvision(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     weights = getattr(torchvision.models, IMAGENET_WEIGHTS[name]).IMAGENET1K_V1
     assert Path(weights.url).name == IMAGENET_WEIGHT_FILES[name]
-    assert pretrained_weights_path(name) == training.pretrained_weights_path(name)
+    assert pretrained_weights_path(name) == Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     assert pretrained_weights_path(name) == tmp_path / "hub" / "checkpoints" / IMAGENET_WEIGHT_FILES[name]
 
 
@@ -72,7 +73,7 @@ def test_pretrained_weights_read_when_staged_and_named_when_not(tmp_path, monkey
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*resnet18-f37072fd.pth is missing"):
         training.load_pretrained(model, "resnet18")
     # Stage a checkpoint the way a user would (other weights: nothing can be downloaded here).
-    path = training.pretrained_weights_path("resnet18")
+    path = pretrained_weights_path("resnet18")
     path.parent.mkdir(parents=True)
     torch.manual_seed(5)
     staged = torchvision.models.resnet18()

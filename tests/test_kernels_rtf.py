@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from kernels.attacks import imprint
 from kernels.data import embedded
 from kernels.data.catalog import DATASETS
-from kernels.models import build_model
+from kernels.models.architectures import build_model
 from kernels.registry import KERNELS
 from tests.test_kernels_run import context, resolved
 

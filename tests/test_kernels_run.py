@@ -116,3 +116,38 @@ def test_declared_choices_reject_unknown_values():
     assert "unknown value 'resnet152'" in ig["model"].check("resnet152")
     assert "unknown value 96" in ig["resolution"].check(96)
     assert "unknown value 'partial'" in KERNELS["ig_fedavg"].params["simulation"].check("partial")
+
+
+def test_a_group_runs_like_its_jobs_one_by_one_and_one_failure_stays_its_own(tmp_path):
+    ig = KERNELS["ig"]
+    jobs = [resolved("ig", model="mlp", num_images=2, batch_size=1, batch_index=i, iterations=2) for i in (0, 1)]
+    broken = {**jobs[0], "dataset": "nowhere"}  # fails inside run, as a missing data set would
+    outcomes = ig.load_group()([jobs[0], broken, jobs[1]], [context(tmp_path / str(i)) for i in range(3)])
+    alone = [ig.load()(params, context(tmp_path / f"alone{i}")) for i, params in enumerate(jobs)]
+
+    def measured(result):  # everything but the clocks
+        return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in result.rows]
+
+    assert isinstance(outcomes[1], KeyError)
+    assert [measured(outcomes[0]), measured(outcomes[2])] == [measured(r) for r in alone]
+    assert list(outcomes[0].rows[0]) == list(ig.columns) and outcomes[0].column_types == dict(ig.columns)
+
+
+def test_rows_hold_exactly_the_declared_columns_and_names_are_declared_once():
+    from kernels.kernel import KernelResult, parameters
+
+    ig = KERNELS["ig"]
+    row = dict.fromkeys(ig.columns)
+    with pytest.raises(ValueError, match=r"lacks declared columns \['device'\] and holds undeclared columns \['extra'\]"):
+        ig.conform(KernelResult(rows=[{**{k: v for k, v in row.items() if k != "device"}, "extra": 1}]))
+    with pytest.raises(ValueError, match=r"parameters \['model'\] are declared twice"):
+        parameters({"model": ig.params["model"]}, {"model": ig.params["model"]})
+
+
+def test_every_kernel_declares_its_family_and_grouping():
+    families = {name: k.family for name, k in KERNELS.items()}
+    assert families == {"ig": "OP", "dlg": "OP", "ig_fedavg": "OP", "rtf": "ANA", "fishing": "ANA",
+                        "gradient_similarity": "analysis", "gradient_embedding": "analysis",
+                        "activation_inputs": "analysis", "train_model": "training"}
+    assert KERNELS["ig"].group_varying == ("batch_index", "seed", "data_seed")
+    assert KERNELS["train_model"].group_varying == () and KERNELS["gradient_similarity"].group_varying == ()

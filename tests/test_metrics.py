@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kernels import metrics
+from kernels.metrics import standard as metrics
 from tests.conftest import stage_lpips_backbone
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from kernels import metrics, metrics_paper
+from kernels.metrics import paper as metrics_paper
+from kernels.metrics import standard as metrics
 from kernels.registry import KERNELS
 from orchestrator.runner import shard_table
 from tests.test_kernels_run import context, resolved

@@ -14,15 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import training
+from kernels.models import training
 from kernels.attacks import dlg
-from kernels.attacks.ig import IGConfig, client_gradient, invert
-from kernels.checkpoint import AttackCheckpoint
+from kernels.attacks.ig import IGConfig, invert
+from kernels.federated.fedsgd import client_gradient
+from kernels.attacks.checkpoint import AttackCheckpoint
 from kernels.data import embedded
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import DataError, load_split
-from kernels.models import build_model
-from kernels.registry import KERNELS, train_recipe
+from kernels.models.architectures import build_model
+from kernels.models.recipe import checkpoint_path, train_recipe
+from kernels.registry import KERNELS
 from orchestrator.runner import shard_table
 from tests.test_kernels_run import context, resolved
 
@@ -248,7 +250,7 @@ def test_a_planted_trained_model_runs_nothing_and_training_replaces_it(tmp_path)
     params = resolved("train_model", model="mlp", train_epochs=1, train_pool=64)
     recipe = train_recipe(params)
     ctx = context(tmp_path)
-    path = training.checkpoint_path(ctx.cache_dir, recipe)
+    path = checkpoint_path(ctx.cache_dir, recipe)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": Planted(os.system, touch(marker)), "metrics": {}}, path)
     model = build_model("mlp", DATASETS["embedded"].num_classes, params["resolution"], 0)
@@ -257,7 +259,7 @@ def test_a_planted_trained_model_runs_nothing_and_training_replaces_it(tmp_path)
     assert str(refusal.value).startswith(f"{path} is not a trained checkpoint of this recipe (UnpicklingError: "
                                          "Trying to load unsupported GLOBAL posix.system")
     # The training job does not fail on it forever: it trains again and replaces the file.
-    row = training.run(params, ctx).rows[0]
+    row = KERNELS["train_model"].load()(params, ctx).rows[0]
     assert row["reused_cache"] is False and np.isfinite(row["train_loss"])
     training.load_trained(model, ctx.cache_dir, recipe)
     assert not marker.exists()

@@ -4,6 +4,5 @@
 - `gradient_embedding` (Figure 4): a t-SNE map of per-image gradients and their mean pairwise cosine.
 - `activation_inputs` (Figure 8): histograms, with fixed bins, of what every activation layer receives.
 
-Each module's `run(params, ctx)` is a kernel entry of `kernels.registry`; `common` holds the gradient
-arithmetic the first two share.
+Each is run by the kernel of the same name in kernels/jobs/.
 """

@@ -1,4 +1,4 @@
-"""Kernel `activation_inputs`: Figure 8 of the paper, what the activation functions actually receive.
+"""Figure 8 of the paper, what the activation functions actually receive.
 
 The paper explains why CI-Net inverts Sigmoid models only: the inputs of the activations mostly lie in
 [-2, 2], where Sigmoid is nearly linear and ReLU or Tanh are not. This kernel feeds the client's subset
@@ -21,16 +21,12 @@ input_std.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kernels import client as clients
-from kernels.analyses.common import job_columns
-from kernels.models import ACTIVATIONS
-from kernels.result import KernelResult
+from kernels.models.architectures import ACTIVATIONS
 
 EDGES = np.arange(-60, 61) / 10  # 121 edges, bins of 0.1 from -6 to 6
 UNIT_RANGE = (-2.0, 2.0)
@@ -82,9 +78,8 @@ def histograms(model: torch.nn.Module, images: torch.Tensor) -> tuple[dict[str, 
     return tallies, passes
 
 
-def run(params: dict, ctx) -> KernelResult:
-    started = time.time()
-    client = clients.prepare(params, ctx)
+def histogram_rows(client, params: dict) -> list[dict]:
+    """The rows of the module docstring, for the client's subset."""
     tallies, passes = histograms(client.model, client.normalise(client.originals))
     seen = sum(int(t.counts.sum()) for t in tallies.values())
     mean = sum(t.total for t in tallies.values()) / seen
@@ -92,8 +87,7 @@ def run(params: dict, ctx) -> KernelResult:
     if not np.isfinite(mean) or not np.isfinite(variance):
         raise FloatingPointError("an activation received a non-finite input")
     summary = {"fraction_in_unit_range": sum(t.in_unit_range for t in tallies.values()) / seen,
-               "input_mean": mean, "input_std": float(np.sqrt(max(variance, 0.0))),
-               **job_columns(client.device, started)}
+               "input_mean": mean, "input_std": float(np.sqrt(max(variance, 0.0)))}
     lows = np.concatenate([[-np.inf], EDGES])
     highs = np.concatenate([EDGES, [np.inf]])
     rows = []
@@ -102,4 +96,4 @@ def run(params: dict, ctx) -> KernelResult:
         for low, high, count in zip(lows, highs, counts):
             rows.append({"layer": name, "layer_index": index, "calls_per_forward": tally.calls // passes,
                          "bin_low": float(low), "bin_high": float(high), "count": count, **summary})
-    return KernelResult(rows=rows)
+    return rows

@@ -1,4 +1,4 @@
-"""Kernel `gradient_embedding`: Figure 4 of the paper, per-image gradients seen from above.
+"""Figure 4 of the paper, per-image gradients seen from above.
 
 The client's subset (the attacks' own images) is fed image by image; each image's FedSGD gradient is
 placed in 2-D by t-SNE (cosine distance, PCA initialisation), and each image also gets the mean cosine
@@ -23,16 +23,12 @@ exact_cosines says whether the sketch was skipped.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from sklearn.manifold import TSNE
 
-from kernels import client as clients
-from kernels.analyses.common import flat_gradient, job_columns
-from kernels.gradient_cosine import direction
-from kernels.result import KernelResult
+from kernels.federated.fedsgd import flat_gradient
+from kernels.metrics.cosine import direction
 
 SKETCH_DIM = 1 << 16
 SKETCH_SEED = 0  # not a job parameter: every job must project the same way to be comparable
@@ -53,9 +49,13 @@ class CountSketch:
         return torch.zeros(self.dim, device=vector.device).index_add_(0, self.buckets, vector * self.signs)
 
 
-def run(params: dict, ctx) -> KernelResult:
-    started = time.time()
-    client = clients.prepare(params, ctx)
+def _mean(values: np.ndarray, where: np.ndarray) -> float | None:
+    """None where no image qualifies (a subset with unique labels has no same-class pair)."""
+    return float(values[where].mean()) if where.any() else None
+
+
+def embedding_rows(client, params: dict) -> list[dict]:
+    """The rows of the module docstring, one per image of the client's subset."""
     x, y = client.normalise(client.originals), client.labels
     num_params = sum(p.numel() for p in client.model.parameters())
     exact = num_params <= SKETCH_DIM
@@ -78,17 +78,11 @@ def run(params: dict, ctx) -> KernelResult:
                      random_state=params["seed"]).fit_transform(vectors.cpu().numpy())
     if not np.isfinite(embedding).all():
         raise FloatingPointError("t-SNE returned non-finite coordinates")
-    timing = job_columns(client.device, started)
-    return KernelResult(rows=[
+    return [
         {"image_index": int(client.indices[k]), "label": int(y[k]), "embed_x": float(embedding[k, 0]),
          "embed_y": float(embedding[k, 1]), "gradient_norm": norms[k],
          "mean_cosine_to_others": _mean(cosines[k], others[k]),
          "mean_cosine_same_class": _mean(cosines[k], same_class[k]),
          "mean_cosine_other_class": _mean(cosines[k], others[k] & ~same_class[k]),
-         "exact_cosines": exact, **timing}
-        for k in range(n)], column_types={"mean_cosine_same_class": "float64", "mean_cosine_other_class": "float64"})
-
-
-def _mean(values: np.ndarray, where: np.ndarray) -> float | None:
-    """None where no image qualifies (a subset with unique labels has no same-class pair)."""
-    return float(values[where].mean()) if where.any() else None
+         "exact_cosines": exact}
+        for k in range(n)]

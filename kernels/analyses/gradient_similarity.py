@@ -1,4 +1,4 @@
-"""Kernel `gradient_similarity`: Table II of the paper, why shared labels hurt optimisation attacks.
+"""Table II of the paper, why shared labels hurt optimisation attacks.
 
 Around one anchor image the kernel builds B batches of size B: I_i holds the anchor, i-1 other images
 of the anchor's class and B-i images of B-i other classes (one each). I_1 has B distinct labels, I_B one
@@ -18,14 +18,10 @@ The paper's last column is `cosine` over the rows with shared_labels = B.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from kernels import client as clients
-from kernels.analyses.common import flat_gradient, job_columns
-from kernels.gradient_cosine import cosine, direction
-from kernels.result import KernelResult
+from kernels.federated.fedsgd import flat_gradient
+from kernels.metrics.cosine import cosine, direction
 
 
 def draw_images(labels: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
@@ -56,10 +52,8 @@ def batch_positions(batch_size: int) -> list[list[int]]:
     return [[0, *range(1, i), *range(b, b + b - i)] for i in range(1, b + 1)]
 
 
-def run(params: dict, ctx) -> KernelResult:
-    started = time.time()
-    client = clients.prepare(params, ctx, choose=lambda labels: draw_images(labels, params["batch_size"],
-                                                                             params["data_seed"]))
+def similarity_rows(client, params: dict) -> list[dict]:
+    """The rows of the module docstring, for a client holding draw_images' images (anchor first)."""
     x, y = client.normalise(client.originals), client.labels
     batches = batch_positions(params["batch_size"])
     # Only B batch directions and one image's at a time are held: 5 vectors of 11M floats for
@@ -81,5 +75,4 @@ def run(params: dict, ctx) -> KernelResult:
             rows.append({"shared_labels": i + 1, "position": j, "image_index": int(client.indices[member]),
                          "label": label, "same_class_as_anchor": label == anchor_label,
                          "cosine": cosines[i, member], "anchor_cosine": cosines[i, 0]})
-    timing = job_columns(client.device, started)
-    return KernelResult(rows=[{**row, **timing} for row in rows])
+    return rows

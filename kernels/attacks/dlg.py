@@ -2,20 +2,14 @@
 prior, L-BFGS on the dummy images and, unless labels are given, on dummy label logits jointly."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import (EXHAUSTION, AttackCheckpoint, describe_error, expect_count, expect_number,
-                                 expect_optimizer_state, expect_tensor)
-
-
-@dataclass(frozen=True)
-class DLGConfig:
-    iterations: int = 300
-    lr: float = 1.0
+from kernels.attacks.checkpoint import (AttackCheckpoint, expect_count, expect_number, expect_optimizer_state,
+                                        expect_tensor)
+from kernels.attacks.settings import DLGConfig
+from kernels.runtime import EXHAUSTION, describe_error
 
 
 def soft_cross_entropy(logits: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:

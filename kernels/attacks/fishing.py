@@ -45,8 +45,8 @@ import copy
 import torch
 from torch import nn
 
-from kernels.attacks.ig import client_gradient
-from kernels.gradient_cosine import ZeroGradient, cosine, direction
+from kernels.federated.fedsgd import client_gradient
+from kernels.metrics.cosine import ZeroGradient, cosine, direction
 
 # Large enough that exp(z_t - NON_TARGET_BIAS) underflows float32 for any honest logit z_t (margin > 104),
 # small enough that the cross-entropy of ~1000 still has float32 resolution ~1e-4. Breaching's value.

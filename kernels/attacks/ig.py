@@ -7,33 +7,16 @@ through a 3x3 median filter (filter='median'): `layers` and `median_filter` belo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.checkpoint import (EXHAUSTION, AttackCheckpoint, describe_error, expect_count, expect_number,
-                                 expect_optimizer_state, expect_tensor)
-from kernels.gradient_cosine import ZeroGradient
-
-
-@dataclass(frozen=True)
-class IGConfig:
-    iterations: int
-    lr: float = 0.1
-    tv: float = 1e-2
-    cost_fn: str = "sim"
-    signed: bool = True
-    boxed: bool = True
-    layers: str = "all"  # "all" parameter tensors, or "top10": the 10 with the largest target-gradient norm
-    median_filter: bool = False  # a 3x3 median filter on the final reconstruction
-
-    @classmethod
-    def from_params(cls, params: dict) -> IGConfig:
-        return cls(iterations=params["iterations"], lr=params["lr"], tv=params["tv"], cost_fn=params["cost_fn"],
-                   signed=params["signed"], boxed=params["boxed"], layers=params["layers"],
-                   median_filter=params["median_filter"])
+from kernels.attacks.checkpoint import (AttackCheckpoint, expect_count, expect_number, expect_optimizer_state,
+                                        expect_tensor)
+from kernels.attacks.settings import IGConfig
+from kernels.metrics.cosine import ZeroGradient
+from kernels.runtime import EXHAUSTION, describe_error
 
 
 def matched_layers(layers: str, target: list[torch.Tensor]) -> list[int]:
@@ -50,12 +33,6 @@ def median_filter(x: torch.Tensor) -> torch.Tensor:
     """3x3 median of every pixel, edges reflected (inversefed's MedianPool2d(3, 1, 1))."""
     patches = F.pad(x, (1, 1, 1, 1), mode="reflect").unfold(2, 3, 1).unfold(3, 3, 1)
     return patches.reshape(*patches.shape[:4], 9).median(dim=-1).values
-
-
-def client_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-    """FedSGD: what the client sends, the gradient of its mean cross-entropy on one batch."""
-    loss = F.cross_entropy(model(images), labels)
-    return [g.detach() for g in torch.autograd.grad(loss, list(model.parameters()))]
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -113,7 +90,7 @@ def invert(
     """Returns the reconstruction (normalised, like the model's input), the final objective (None when
     the client's gradient is exactly zero: see ZeroGradient), and how the run went: interruptions
     survived, the iteration it last resumed from, iterations done, whether the gradient was zero, why
-    a checkpoint was discarded (see kernels.checkpoint).
+    a checkpoint was discarded (see kernels/attacks/checkpoint.py).
 
     `observe` maps candidate images to what is compared with `target`, differentiably; by default the
     FedSGD gradient (FedAvg passes a simulation of the client's local training instead)."""

@@ -27,7 +27,11 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import nn
+
+from kernels.data.loaders import attack_source, load_split
 
 # The lowest cut-off: the quantile 0 of a normal is -infinity, and a finite value far below any image
 # keeps every image in some bin. Normalised with any of the catalog's mean/std, a black image has a
@@ -44,6 +48,12 @@ EXACT_TOLERANCE = 0.5 / 255
 # bin. Each image's s_n appears in exactly one difference, so that sum is the scale of the rounding noise
 # an empty bin's difference carries (float64: ~1e-16 of it); a real image sends far more.
 EMPTY_BIN_FRACTION = 1e-12
+
+# bin_cdf=fitted: how many public images the server looks at to fit its normal (seeded draw).
+PUBLIC_SAMPLE = 1000
+# Fewer public images than this left outside the batch (the embedded set's 64 evaluation images are
+# all in a batch of 64): the server looks at the data set's training split instead.
+MIN_PUBLIC = 16
 
 
 def brightness(images: torch.Tensor) -> torch.Tensor:
@@ -174,3 +184,59 @@ def expected_exact_proposition2(B: int, k: int) -> float:
     with_some_crowded = sum(i * comb(k, i) * _without_singletons(B - i, k - i) for i in range(1, min(B - 2, k) + 1))
     all_alone = B * comb(k, B)  # r(B, k) times the number of configurations
     return float(Fraction(with_some_crowded + all_alone, configurations))
+
+
+# --- one attack on a client (kernels/federated/client.py's Client): cut-offs, gradients, pairing --------
+
+def assumed_brightness(params: dict, client) -> tuple[float, float]:
+    """Mean and std of the normal brightness distribution the server places its cut-offs on.
+
+    standard_normal: N(0, 1), as breaching and the authors' code. fitted: the server's public knowledge
+    of the data - a normal fitted to the brightness of up to PUBLIC_SAMPLE images of the evaluation split
+    that are not in the attacked batch (or of the training split when too few are left)."""
+    if params["bin_cdf"] == "standard_normal":
+        return 0.0, 1.0
+    source = attack_source(params["dataset"], params["data_root"], params["resolution"])
+    public = np.setdiff1d(np.arange(len(source.labels)), client.indices)
+    if len(public) >= MIN_PUBLIC:
+        chosen = np.random.default_rng(params["data_seed"]).permutation(public)[:PUBLIC_SAMPLE]
+        images = source.images(np.sort(chosen))
+    else:
+        images = load_split(params["dataset"], params["data_root"], "train", params["train_pool"],
+                            params["resolution"])[0][:PUBLIC_SAMPLE]
+    values = brightness(client.normalise(torch.as_tensor(images, device=client.device)).double())
+    return float(values.mean()), float(values.std())
+
+
+def block_gradients(model: torch.nn.Module, block: ImprintBlock, images: torch.Tensor,
+                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The client's FedSGD gradient, of which the server needs only the block's first layer. Asking
+    autograd for just those two tensors skips every other weight gradient, which leaves them unchanged."""
+    loss = F.cross_entropy(model(images), labels)
+    weight_gradient, bias_gradient = torch.autograd.grad(loss, [block.bins.weight, block.bins.bias])
+    return weight_gradient, bias_gradient
+
+
+def pair_candidates(originals: torch.Tensor, candidates: torch.Tensor, client) -> torch.Tensor:
+    """The candidate each original ([n, C, H, W] in [0, 1]) is scored against, normalised like the
+    model's input.
+
+    One Hungarian assignment that first pairs as many originals as possible with a candidate that
+    recovers them exactly, then minimises the mean squared error, as kernels.metrics.standard.match. MSE alone
+    is not enough: a bin holding two images yields their weighted average, often with extrapolated,
+    clipped pixels, and the MSE-optimal assignment can hand an exact candidate to an image that merely
+    resembles its original (5 of 55 at B=64, k=1000 on the embedded set). The mean image (zero once
+    normalised) stands in for candidates that crowded bins never produced."""
+    n, m = len(originals), originals[0].numel()
+    missing = max(0, n - len(candidates))
+    padded = torch.cat([candidates, candidates.new_zeros((missing, *candidates.shape[1:]))])
+    in_unit_range = (padded * client.std.double() + client.mean.double()).clamp(0, 1).flatten(1)
+    flat_originals = originals.double().flatten(1)
+    # From a distance matrix and one row of errors at a time: k candidates of ImageNet size would not fit
+    # as one [n, k, m] difference tensor.
+    mse = torch.cdist(flat_originals, in_unit_range) ** 2 / m
+    max_error = torch.stack([(in_unit_range - original).abs().amax(1) for original in flat_originals])
+    # Every MSE is at most 1, so a penalty above n outweighs any sum of them: exact pairs come first.
+    cost = mse + (n + 1) * (max_error >= EXACT_TOLERANCE)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    return padded[torch.as_tensor(cols[np.argsort(rows)], device=padded.device)]

@@ -1,12 +1,9 @@
-"""The `trained` model state: the project trains the target model itself, once per recipe.
-
-The checkpoint is cached under the cache folder by the hash of its recipe, so every sweep (and every
-attack job of a sweep) that asks for the same recipe reuses it.
+"""The `trained` model state: the project trains the target model itself, once per recipe
+(kernels/models/recipe.py: what decides a checkpoint and where it is cached), or, on ImageNet, reads
+torchvision's staged pretrained weights.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -16,22 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from kernels import runtime
-from kernels.checkpoint import EXHAUSTION, describe_error
 from kernels.data.catalog import DATASETS
 from kernels.data.loaders import load_split
-from kernels.model_catalog import IMAGENET_WEIGHTS
-from kernels.models import build_model
-from kernels.result import KernelResult
+from kernels.models.architectures import build_model
+from kernels.models.catalog import IMAGENET_WEIGHTS, pretrained_weights_path
+from kernels.models.recipe import checkpoint_path
+from kernels.runtime import EXHAUSTION, describe_error
 
-VERSION = "train-2"
 BATCH = 128
-
-
-def checkpoint_path(cache_dir: Path, recipe: dict) -> Path:
-    # data_root says where the data is, not what it is: it does not change the checkpoint.
-    key = {k: v for k, v in recipe.items() if k != "data_root"} | {"version": VERSION}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cache_dir) / "models" / f"{recipe['model']}-{recipe['dataset']}-{digest}.pt"
 
 
 def load_trained(model: torch.nn.Module, cache_dir: Path, recipe: dict) -> None:
@@ -68,14 +57,6 @@ def read_cached(path: Path) -> tuple[dict | None, str | None]:
     return saved, None
 
 
-def pretrained_weights_path(model: str) -> Path:
-    """Where torchvision keeps its ImageNet weights for `model` (checked against torchvision's own name)."""
-    import torchvision.models as tvm
-
-    weights = getattr(tvm, IMAGENET_WEIGHTS[model]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-
-
 def load_pretrained(model: torch.nn.Module, name: str) -> None:
     """Reads torchvision's staged ImageNet weights; never downloads them."""
     if name not in IMAGENET_WEIGHTS:
@@ -98,13 +79,15 @@ def _accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((predictions == labels).float().mean())
 
 
-def run(params: dict, ctx) -> KernelResult:
-    path = checkpoint_path(ctx.cache_dir, params)
-    device = runtime.setup(ctx.cpus, params["model_seed"])
+def train(params: dict, cache_dir: Path, cpus: int) -> dict:
+    """Trains the recipe's model and caches it, or reuses the cached checkpoint; returns the training's
+    metrics with the checkpoint's path and whether it was reused."""
+    path = checkpoint_path(cache_dir, params)
+    device = runtime.setup(cpus, params["model_seed"])
     if path.exists():
         saved, _ = read_cached(path)
         if saved is not None:
-            return KernelResult(rows=[{**saved["metrics"], "checkpoint": str(path), "reused_cache": True}])
+            return {**saved["metrics"], "checkpoint": str(path), "reused_cache": True}
         # Unreadable (truncated, planted): training again replaces it, where failing would repeat forever.
 
     info = DATASETS[params["dataset"]]
@@ -156,4 +139,4 @@ def run(params: dict, ctx) -> KernelResult:
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"state_dict": model.cpu().state_dict(), "recipe": params, "metrics": metrics}, partial)
     os.replace(partial, path)  # the same recipe gives the same checkpoint: a concurrent writer is harmless
-    return KernelResult(rows=[{**metrics, "checkpoint": str(path), "reused_cache": False}])
+    return {**metrics, "checkpoint": str(path), "reused_cache": False}

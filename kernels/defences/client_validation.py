@@ -24,11 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Arrow types of the columns below, so that every shard of a sweep has one schema.
-VALIDATION_COLUMN_TYPES = {"validation_flagged": "bool", "validation_reasons": "string",
-                           "validation_extra_parameters": "int64", "validation_dsnr": "float64"}
-
-
 def structure_differences(received: nn.Module, agreed: nn.Module) -> tuple[int, list[str]]:
     """Parameters of the received model whose shapes the agreed architecture does not have (and the
     reverse). Shapes, not names, are compared: a server may wrap the agreed model under new names."""
@@ -79,7 +74,8 @@ def dsnr(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float 
 
 def validate_received_model(received: nn.Module, agreed: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                             dsnr_threshold: float) -> dict:
-    """The client's verdict on `received`, as row columns: flagged, why, and both measurements."""
+    """The client's verdict on `received`, as row columns (VALIDATION_COLUMNS of kernels/jobs/declarations.py):
+    flagged, why, and both measurements."""
     extra, reasons = structure_differences(received, agreed)
     ratio = dsnr(received, images, labels)
     if ratio is not None and ratio > dsnr_threshold:

@@ -13,36 +13,16 @@ could never get past such a file.
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from pathlib import Path
 
 import torch
 
-# The note a kernel's rows carry; declared so that a job that discarded nothing still has the column.
-CHECKPOINT_COLUMN_TYPES = {"checkpoint_discarded": "string"}
-
-
-# Running out of memory says nothing about the file: the job is retried, the checkpoint kept.
-EXHAUSTION = (MemoryError, torch.OutOfMemoryError)
+from kernels.runtime import EXHAUSTION, describe_error
 
 
 class CheckpointMismatch(ValueError):
     """A readable checkpoint that does not hold the state this attack saves."""
-
-
-TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation of torch.load")
-
-
-def describe_error(error: Exception, limit: int = 160) -> str:
-    """The error's type and first sentence, for a row or a one-line message."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    # torch's refusal of a planted pickle opens with paragraphs of advice (among it: load the file with
-    # weights_only=False, exactly what must not be done) and says what it refused on a later line.
-    if isinstance(error, pickle.UnpicklingError):
-        lines = [line for line in lines if not line.startswith(TORCH_ADVICE)] or lines
-    first = lines[0].split(". ")[0][:limit] if lines else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 class AttackCheckpoint:

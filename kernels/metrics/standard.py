@@ -3,7 +3,7 @@
 Reconstructions of a batch come back in no particular order, so they are first matched to the
 originals by a Hungarian assignment on mean squared error.
 
-That is the `standard` metric mode. MODES also holds `paper` (kernels.metrics_paper): the authors'
+That is the `standard` metric mode. MODES also holds `paper` (kernels/metrics/paper.py): the authors'
 scoring, on normalised tensors with CW-SSIM, so results can be put beside the paper's numbers.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from kernels import metrics_paper
+from kernels.metrics import paper as metrics_paper
 
 MODE = "standard"
 

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from kernels.model_catalog import ACTIVATION_NAMES, DEFAULT_ACTIVATION
+from kernels.models.catalog import ACTIVATION_NAMES, DEFAULT_ACTIVATION
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

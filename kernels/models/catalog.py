@@ -1,6 +1,9 @@
 """Names of the target architectures and activations, without torch: grids are validated against
-these before anything runs. kernels/models.py holds the matching builders."""
+these before anything runs. kernels/models/architectures.py holds the matching builders."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 # architecture -> the activation it has when the grid does not choose one (DLG's LeNet is a Sigmoid net)
 DEFAULT_ACTIVATION = {
@@ -31,7 +34,10 @@ IMAGENET_WEIGHT_FILES = {
 
 def torch_hub_dir() -> str:
     """torch.hub.get_dir() without importing torch: $TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub."""
-    import os
-
     home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
     return os.path.join(os.path.expanduser(home), "hub")
+
+
+def pretrained_weights_path(model: str) -> Path:
+    """Where torchvision keeps its staged ImageNet weights for `model` (never downloaded here)."""
+    return Path(torch_hub_dir()) / "checkpoints" / IMAGENET_WEIGHT_FILES[model]

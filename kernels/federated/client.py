@@ -1,4 +1,5 @@
-"""What every attack kernel does around its attack: the client's images and model, then the scored rows.
+"""The federated client an attack kernel attacks: its images (the job's batch of the data set's subset)
+and its model. Its reconstruction is scored by kernels/metrics/scoring.py.
 
 The client holds `num_images` of the data set's evaluation split (the paper's subset protocol, or
 Figure 5's batches with a controlled number of shared labels) and one model in eval mode, as in the
@@ -6,26 +7,19 @@ reference code: BatchNorm uses its running statistics.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kernels import runtime, training
+from kernels import runtime
 from kernels.data.catalog import DATASETS, DatasetInfo
 from kernels.data.loaders import Source, attack_source
 from kernels.data.protocol import attack_subset, label_controlled_batches, split_batches
-from kernels.metrics import MODE as STANDARD
-from kernels.metrics import MODES, Images, Lpips
-from kernels.models import build_model
-from kernels.registry import train_recipe
-from kernels.result import KernelResult, png_bytes
-
-# batch_position is null where the paper mode matched a reconstruction to another batch's image.
-COLUMN_TYPES = {"lpips": "float64", "lpips_note": "string", "resumed_from_iteration": "int64",
-                "batch_position": "int64", "final_objective": "float64"}
+from kernels.models import training
+from kernels.models.architectures import build_model
+from kernels.models.recipe import train_recipe
 
 
 @dataclass
@@ -96,45 +90,3 @@ def labels_recovered(restored: torch.Tensor, truth: torch.Tensor) -> int:
             left.remove(label)
             hits += 1
     return hits
-
-
-def _candidates(client: Client, pool: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices, labels and [0, 1] images of the originals a metric mode matches against."""
-    if pool == "batch":
-        return client.indices, client.labels.cpu().numpy(), client.originals.cpu().numpy()
-    if client.subset is None or client.source is None:
-        raise ValueError("this client does not know its data set's subset (build it with kernels.client.prepare)")
-    return client.subset, client.source.labels[client.subset], client.source.images(client.subset)
-
-
-def result(client: Client, params: dict, reconstruction: torch.Tensor, job_info: dict, started: float,
-           prematched: bool = False) -> KernelResult:
-    """Scores the reconstruction (normalised, like the model's input) against the originals, in the
-    job's metric mode. One row per scored pair of an original and a reconstruction. `prematched`:
-    reconstruction i is the attack's own answer for original i (kept in the standard mode)."""
-    recovered = (reconstruction.detach() * client.std + client.mean).clamp(0, 1).cpu().numpy()
-    if not np.isfinite(recovered).all():
-        raise FloatingPointError("the reconstruction holds NaN or infinite pixels")
-    # A kernel without the metric_mode parameter scores in the standard mode, which its rows then name.
-    mode = MODES[params.get("metric_mode", STANDARD)]
-    indices, labels, candidates = _candidates(client, mode.candidates)
-    lpips = Lpips.load(params["lpips_net"], str(client.device))  # cached per worker process
-    scores = mode.score(Images(candidates=candidates, recovered=recovered,
-                               normalised=reconstruction.detach().cpu().numpy(),
-                               mean=client.mean.flatten().cpu().numpy(), std=client.std.flatten().cpu().numpy(),
-                               prematched=prematched),
-                        lpips)
-    job_info = {**job_info, "kernel_seconds": time.time() - started, "device": runtime.describe(client.device)}
-    in_batch = {int(index): position for position, index in enumerate(client.indices)}
-    rows, pictures = [], []
-    for s in scores:
-        original = s.pop("original")
-        index = int(indices[original])
-        # The shard's metric_mode column is the job's parameter: the runner refuses a row column that
-        # repeats a parameter.
-        columns = {k: v for k, v in s.items() if k not in params}
-        rows.append({"image_index": index, "label": int(labels[original]), "batch_position": in_batch.get(index),
-                     **columns, **job_info})
-        pictures.append({"image_index": index, "original_png": png_bytes(candidates[original]),
-                         "reconstruction_png": png_bytes(recovered[s["matched_position"]])})
-    return KernelResult(rows=rows, images=pictures, column_types=dict(COLUMN_TYPES))

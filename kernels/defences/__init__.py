@@ -1,0 +1,1 @@
+"""What an honest client can do against a malicious server: check the model it receives (client_validation)."""
