@@ -143,7 +143,7 @@ def gradient_embedding_scatter(rows: pl.LazyFrame, path: Path) -> Path | None:
     return path
 
 
-# The activation functions of kernels/models.py, written out so that analysis needs no torch.
+# The activation functions of kernels/models/architectures.py, written out so that analysis needs no torch.
 # RReLU in eval mode is a leaky ReLU with slope (lower + upper) / 2 = (1/8 + 1/3) / 2.
 ACTIVATION_SHAPES = {
     "relu": lambda x: np.maximum(x, 0.0),

@@ -94,7 +94,7 @@ def test_figure_four_and_eight_from_their_kernels_rows(tmp_path):
     # The shapes drawn in panel (b) are the activations of kernels/models.py, written without torch.
     import torch
 
-    from kernels.models import ACTIVATIONS
+    from kernels.models.architectures import ACTIVATIONS
     x = torch.linspace(-2, 2, 41, dtype=torch.float64)
     for name, function in ACTIVATION_SHAPES.items():
         module = ACTIVATIONS[name]().eval()

@@ -56,7 +56,7 @@ def bench_expand() -> None:
 
 
 def noop_kernel(params, ctx):
-    from kernels.result import KernelResult
+    from kernels.kernel import KernelResult
 
     return KernelResult(rows=[{"image_index": i, "psnr": 1.0, "ssim": 0.5} for i in range(params["batch_size"])])
 
@@ -67,7 +67,8 @@ def bench_resume_and_overhead(sweep_dir: str | None) -> None:
         sweep = Sweep(Path(tmp) / "sweep")
         sweep.create(plan, Path(tmp) / "cache")
         # The no-op kernel stands in for the attack so that only the orchestrator's work is timed.
-        runner_module.get_kernel = lambda name: replace(registry.get_kernel(name), entry=f"{__name__}:noop_kernel")
+        noop_columns = {"image_index": "int64", "psnr": "float64", "ssim": "float64"}
+        runner_module.get_kernel = lambda name: replace(registry.get_kernel(name), run=noop_kernel, columns=noop_columns)
         started = time.perf_counter()
         for job in plan.jobs:
             run_job(str(sweep.root), job)
@@ -79,7 +80,7 @@ def bench_resume_and_overhead(sweep_dir: str | None) -> None:
         print(f"resume decision over {len(sweep.completed()):,} finished shards: {seconds:.2f} s "
               f"(read manifest, list shards and failures; {len(pending.jobs)} left to run)")
 
-    code = "import orchestrator.runner, kernels.ig_kernel"
+    code = "import orchestrator.runner, torch, kernels.jobs.ig, kernels.attacks.ig"  # what a worker loads for its first IG job
     seconds, _ = best_of(lambda: subprocess.run([sys.executable, "-c", code], check=True))
     print(f"worker start-up (interpreter + torch + kernel imports, once per worker process): {seconds:.2f} s")
 
