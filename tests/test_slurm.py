@@ -317,6 +317,17 @@ def test_launcher_killed_right_after_sbatch_then_resume_runs_every_job_once(tmp_
 
 
 @on_cluster
+def test_an_array_task_runs_a_group_and_each_job_keeps_its_shard(tmp_path):
+    """group_size 2, jobs_per_task 1: the four fan-out jobs go in two array tasks of two jobs each."""
+    sweep = launch(tmp_path, grid(tmp_path, ONE_ARRAY.replace("time_min: 10}", "time_min: 10, group_size: 2}")))
+    (record,) = submissions(sweep)
+    assert [len(task) for task in record["tasks"]] == [2, 2]
+    assert set(wait_until_idle(sweep).values()) == {"done"}
+    rows = pl.read_parquet(sweep.root / "shards" / "*.parquet")
+    assert rows["job_id"].n_unique() == 4 and rows["scheduler_job"].n_unique() == 2
+
+
+@on_cluster
 def test_cancel_finds_an_orphaned_array(tmp_path):
     sweep = launch_killed_after_sbatch(tmp_path, "orphan")
     result = orch("cancel", str(sweep.root))
