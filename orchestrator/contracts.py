@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # for the annotations only: this module imports nothing of the orchestrator
+    from orchestrator.expand import JobSpec
+    from orchestrator.sweep import Sweep
 
 # --- what a kernel is -------------------------------------------------------------------------------
 
@@ -154,4 +158,5 @@ class Executor(Protocol):
     def check(self) -> None:
         """What can be verified before anything is created (raises OrchError)."""
 
-    def run(self, sweep: Any, jobs: list, attempts_left: dict[str, int]) -> Outcome: ...
+    def run(self, sweep: Sweep, jobs: list[JobSpec], attempts_left: dict[str, int]) -> Outcome:
+        """Runs (local) or submits (SLURM) the jobs; attempts_left: job id -> attempts it may still use."""

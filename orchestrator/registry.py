@@ -1,21 +1,21 @@
 """Finds kernels through the `orch.kernels` entry points, each a mapping of name -> kernel definition.
 
-A kernel definition is duck-typed: name, version, entry, params (name -> object with .check(value),
-.coerce(value), .default, .required), optional check / resolve / fan_out / prerequisites / preflight
-hooks, and load() -> run(params, ctx).
+A kernel definition is duck-typed: what the orchestrator reads of it is written down in
+orchestrator.contracts (the Kernel protocol).
 """
 from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import entry_points
 
+from orchestrator.contracts import Kernel
 from orchestrator.errors import OrchError, unknown_name
 
 GROUP = "orch.kernels"
 
 
 @cache
-def kernels() -> dict:
+def kernels() -> dict[str, Kernel]:
     found: dict = {}
     for ep in entry_points(group=GROUP):
         found.update(ep.load())
@@ -24,7 +24,7 @@ def kernels() -> dict:
     return found
 
 
-def get_kernel(name: str):
+def get_kernel(name: str) -> Kernel:
     table = kernels()
     if name not in table:
         raise OrchError(unknown_name("kernel", name, table))

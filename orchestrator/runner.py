@@ -12,10 +12,11 @@ import shutil
 import socket
 import time
 import traceback
+from datetime import datetime
 
 import pyarrow as pa
 
-from orchestrator.contracts import JobRun, RunContext, declared_columns, load_group_run
+from orchestrator.contracts import JobRun, Kernel, KernelResult, RunContext, declared_columns, load_group_run
 from orchestrator.expand import JobSpec
 from orchestrator.provenance import git_sha
 from orchestrator.registry import get_kernel
@@ -81,8 +82,8 @@ def run_group(sweep_root: str, jobs: list[JobSpec]) -> list[JobRun]:
     return [ran.get(job.job_id) or JobRun(job.job_id, "already-done") for job in jobs]
 
 
-def _conclude(sweep: Sweep, kernel, job: JobSpec, attempt: int, context: RunContext, outcome, started,
-              seconds: float) -> JobRun:
+def _conclude(sweep: Sweep, kernel: Kernel, job: JobSpec, attempt: int, context: RunContext,
+              outcome: KernelResult | Exception, started: datetime, seconds: float) -> JobRun:
     """Publishes one job's result, or records its failure (also one raised while building its shard)."""
     if isinstance(outcome, Exception):
         return _failed(sweep, job, attempt, outcome, seconds)
