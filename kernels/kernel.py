@@ -15,6 +15,13 @@ from typing import Protocol
 from kernels.params import Param
 
 FAMILIES = ("OP", "ANA", "GEN", "PEFT", "analysis", "training")  # the paper's attack families, then the rest
+# What an attack works on within its family: the paper's Table I splits GEN and ANA into these rows.
+MECHANISMS = {
+    "GEN": ("optimised_latent_vector", "optimised_generator", "trained_inversion_model"),
+    "ANA": ("manipulated_architecture", "manipulated_parameters"),
+}
+# A descriptor's value (Kernel.describe): one typed manifest column per key.
+Scalar = bool | int | float | str
 
 
 class Context(Protocol):
@@ -65,6 +72,11 @@ class Kernel:
     group_varying: tuple[str, ...] = ()
     # Several jobs of one group at once (model and data loaded once); default: run() one job after another.
     run_group: RunGroup | None = None
+    # One of MECHANISMS[family], for the families the paper splits (Table I's rows).
+    mechanism: str | None = None
+    # What analysis needs to know of a job beyond its parameters, from its resolved parameters (e.g. the
+    # target model's parameter count); describe() adds the family and mechanism. Pure Python, no torch.
+    descriptors: Callable[[dict], Mapping[str, Scalar]] | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -74,6 +86,20 @@ class Kernel:
             raise ValueError(f"kernel {self.name}: columns {clash} repeat parameter names")
         if unknown := sorted(set(self.group_varying) - set(self.params)):
             raise ValueError(f"kernel {self.name}: group_varying names {unknown}, which are not parameters")
+        if self.mechanism not in (None, *MECHANISMS.get(self.family, ())):
+            raise ValueError(f"kernel {self.name}: mechanism {self.mechanism!r} is not one of "
+                             f"{MECHANISMS.get(self.family, ())} (family {self.family})")
+
+    def describe(self, params: dict) -> dict[str, Scalar]:
+        """What the orchestrator writes beside the job in manifest.parquet, one column per key, and
+        analysis joins to every row of the job: its attack family (and mechanism), and descriptors."""
+        described: dict[str, Scalar] = {"attack_family": self.family}
+        if self.mechanism:
+            described["attack_mechanism"] = self.mechanism
+        extra = dict(self.descriptors(params)) if self.descriptors else {}
+        if clash := sorted(set(described) & set(extra)):
+            raise ValueError(f"kernel {self.name}: descriptors {clash} repeat what describe() sets itself")
+        return {**described, **extra}
 
     def load(self) -> Run:
         """run(params, ctx) -> KernelResult whose rows hold exactly the declared columns, in their order."""

@@ -2,8 +2,9 @@
 
 Kernels are found through the `orch.kernels` entry points and duck-typed: the orchestrator never imports
 a kernel module by name, so these Protocols are the written contract, not base classes to inherit.
-Four attributes are newer than the others (`family`, `columns`, `group_varying`, `load_group`): read
-them through the functions below, which fall back to what a kernel without them means.
+Five attributes are newer than the others (`family`, `columns`, `group_varying`, `load_group`,
+`describe`): read them through getattr or the functions below, which fall back to what a kernel
+without them means.
 
 The second half holds the results both executors return (one `Outcome` type, whether the jobs ran here
 or were handed to SLURM) and what the runner reports per job (`JobRun`).
@@ -80,6 +81,8 @@ class Kernel(Protocol):
     #   columns: dict[str, str]         every output column -> Arrow type alias, in row order
     #   group_varying: tuple[str, ...]  parameters in which the jobs of one group may differ
     #   load_group() -> GroupRunFunction
+    #   describe(params) -> dict[str, bool | int | float | str]   what the manifest records of a job
+    #                                   for its readers (one column per key; read by orchestrator.sweep)
 
 
 def group_varying(kernel: Kernel) -> tuple[str, ...]:

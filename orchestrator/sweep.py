@@ -1,7 +1,8 @@
 """The sweep directory: everything about one sweep lives under one folder.
 
     grid.yaml            the grid text as first launched (frozen)
-    manifest.parquet     one row per job: id, label, parameters (as columns and as JSON), resources
+    manifest.parquet     one row per job: id, label, parameters (as JSON), resources, and what its
+                         kernel's describe(params) says of it (one column per key, e.g. attack_family)
     sweep.json           name, scale, kernel, factors, cache folder, creation time: written last, so
                          a folder without it is a launch killed while creating the sweep
     shards/<id>.parquet  metrics rows of a finished grid job: the only proof that it is done
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.errors import OrchError
 from orchestrator.expand import JobSpec, Plan
+from orchestrator.registry import get_kernel
 
 STALE_TMP_SECONDS = 24 * 3600
 _SUBFOLDERS = ("shards", "prerequisites", "images", "failures", "logs", "tmp")
@@ -57,6 +59,29 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def _descriptor_columns(jobs: list[JobSpec], taken: set[str]) -> dict[str, pa.Array]:
+    """What each job's kernel says of it (`describe(params)`, optional; for the analysis layer, e.g. an
+    attack family or a model's size), one column per key, typed by its values, null where a job's kernel
+    does not give that key. Read from the declaration only: shards and job ids do not change."""
+    described = []
+    for job in jobs:
+        describe = getattr(get_kernel(job.kernel), "describe", None)
+        described.append(dict(describe(job.params)) if describe else {})
+    names = list(dict.fromkeys(name for values in described for name in values))
+    if clash := sorted(set(names) & taken):
+        raise ValueError(f"kernel descriptors {clash} clash with the manifest's own columns")
+    columns = {}
+    for name in names:
+        values = [d.get(name) for d in described]
+        try:
+            column = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            kinds = sorted({type(v).__name__ for v in values if v is not None})
+            raise ValueError(f"descriptor {name!r} mixes value types {kinds} across kernels: {error}") from None
+        columns[name] = column if column.type != pa.null() else pa.array(values, pa.string())
+    return columns
 
 
 class Sweep:
@@ -164,9 +189,14 @@ class Sweep:
         table = pa.Table.from_pylist(rows, schema=pa.schema([
             ("job_id", pa.string()), ("kernel", pa.string()), ("label", pa.string()), ("prerequisite", pa.bool_()),
             ("requires", pa.list_(pa.string())), ("resources", pa.string()), ("params", pa.string())]))
-        # Readers that know only Parquet (the analysis layer, users' scripts) find the grid's factors here.
+        descriptors = _descriptor_columns(plan.all_jobs, set(table.column_names))
+        for name, column in descriptors.items():
+            table = table.append_column(name, column)
+        # Readers that know only Parquet (the analysis layer, users' scripts) find the grid's factors here,
+        # and which columns are the kernels' descriptors of their jobs.
         table = table.replace_schema_metadata({"orch.name": plan.grid.name, "orch.scale": str(plan.grid.scale),
-                                               "orch.factors": json.dumps(plan.grid.factors)})
+                                               "orch.factors": json.dumps(plan.grid.factors),
+                                               "orch.descriptors": json.dumps(list(descriptors))})
         self._write_table(self.root / "manifest.parquet", table, overwrite=True)
 
     def jobs(self) -> list[JobSpec]:

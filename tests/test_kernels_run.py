@@ -151,3 +151,46 @@ def test_every_kernel_declares_its_family_and_grouping():
                         "activation_inputs": "analysis", "train_model": "training"}
     assert KERNELS["ig"].group_varying == ("batch_index", "seed", "data_seed")
     assert KERNELS["train_model"].group_varying == () and KERNELS["gradient_similarity"].group_varying == ()
+
+
+def shipped_targets() -> set[tuple[str, str, int]]:
+    """Every (model, dataset, resolution) a job of a shipped grid, at any of its scales, builds."""
+    from pathlib import Path
+
+    from orchestrator.expand import expand
+    from orchestrator.grid import load_grid
+
+    targets = set()
+    for path in sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml")):
+        for scale in load_grid(path).scales or [None]:
+            for job in expand(load_grid(path, scale)).all_jobs:
+                targets.add((job.params["model"], job.params["dataset"], job.params["resolution"]))
+    return targets
+
+
+def test_the_declared_model_size_is_the_built_models_parameter_count():
+    """describe()'s model_parameters (Table I's architecture level) is computed without torch: it must be
+    the exact count of the model kernels/models/architectures.py builds, for every target a grid can ask
+    for (every architecture, data set and side it may be read at), the shipped grids' among them."""
+    from kernels.data.catalog import DATASETS
+    from kernels.models.architectures import ARCHITECTURES, build_model
+
+    targets = {(model, name, side) for model in ARCHITECTURES for name, info in DATASETS.items() for side in info.sides}
+    shipped = shipped_targets()
+    assert shipped <= targets and {resolution for _, _, resolution in shipped} >= {32, 224}  # both ResNet stems
+    for model, dataset, resolution in sorted(targets):
+        with torch.device("meta"):  # shapes only: nothing allocated or initialised
+            built = build_model(model, DATASETS[dataset].num_classes, resolution, seed=0)
+        counted = sum(p.numel() for p in built.parameters())
+        params = resolved("ig", model=model, dataset=dataset, resolution=resolution, batch_size=1)
+        described = KERNELS["ig"].describe(params)
+        assert described == {"attack_family": "OP", "model_parameters": counted}, (model, dataset, resolution)
+
+
+def test_every_kernel_describes_its_jobs_for_the_analysis():
+    for name, kernel in KERNELS.items():
+        described = kernel.describe({n: p.default for n, p in kernel.params.items()})
+        assert described["attack_family"] == kernel.family and described["model_parameters"] > 0, name
+    assert KERNELS["rtf"].describe(resolved("rtf", batch_size=1))["attack_mechanism"] == "manipulated_architecture"
+    assert KERNELS["fishing"].describe(resolved("fishing", batch_size=1))["attack_mechanism"] == "manipulated_parameters"
+    assert "attack_mechanism" not in KERNELS["ig"].describe(resolved("ig", batch_size=1))

@@ -1,5 +1,7 @@
 """The sweep directory: atomic publishing, no overwrite, resume selection, failure records."""
+import json
 import os
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,3 +143,28 @@ def test_running_records_of_dead_processes_are_not_counted(sweep):
     assert sorted(p.name for p in (s.root / "running").iterdir()) == [f"{live.job_id}.json"]
     s.unmark_running(live.job_id)
     assert s.running() == {}
+
+
+def test_the_manifest_carries_each_kernels_descriptors_of_its_jobs(tmp_path, monkeypatch):
+    """describe(params) becomes one typed manifest column per key (the analysis layer joins them to the
+    rows); a kernel without describe gives none, and the shards and job ids do not change."""
+    plan = expand(parse_grid(GRID.replace("axes: {batch_size: [1, 2]}",
+                                          "axes: {batch_size: [1, 2], model: [mlp, resnet18]}"), "t.yaml"))
+    s = Sweep(tmp_path / "sweep")
+    s.create(plan, tmp_path / "cache")
+    manifest = pq.read_table(s.root / "manifest.parquet")
+    assert json.loads(manifest.schema.metadata[b"orch.descriptors"]) == ["attack_family", "model_parameters"]
+    assert manifest.schema.field("attack_family").type == pa.string()
+    assert manifest.schema.field("model_parameters").type == pa.int64()
+    rows = manifest.to_pylist()
+    assert {r["attack_family"] for r in rows} == {"OP"}
+    # The embedded set has 8 classes at 32x32: the MLP is (3*32*32+1)*512 + 513*512 + 513*8 parameters.
+    sizes = {json.loads(r["params"])["model"]: r["model_parameters"] for r in rows}
+    assert sizes == {"mlp": 1_840_136, "resnet18": 11_172_936}
+    assert [job.job_id for job in s.jobs()] == [job.job_id for job in plan.all_jobs]
+
+    import orchestrator.sweep as sweep_module  # a kernel of another project, without describe()
+    monkeypatch.setattr(sweep_module, "get_kernel", lambda name: SimpleNamespace(name=name))
+    s.create(plan, tmp_path / "cache")  # a relaunch rewrites the manifest
+    manifest = pq.read_table(s.root / "manifest.parquet")
+    assert "attack_family" not in manifest.column_names and manifest.schema.metadata[b"orch.descriptors"] == b"[]"

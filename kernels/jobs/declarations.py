@@ -1,5 +1,5 @@
 """The declaration pieces several kernels share, torch-free: parameter groups, column groups, checks,
-resolution of defaults, the batch fan-out, prerequisites and preflight.
+resolution of defaults, the batch fan-out, prerequisites, preflight and descriptors.
 
 A kernel composes its parameters with kernels.kernel.parameters(group, group, ...), in the order of its
 shard's columns; a name given twice is refused, so a kernel that differs from a group (DLG's model,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kernels.attacks.settings import ig_defaults
 from kernels.data.catalog import DATASETS, missing_data
-from kernels.models.catalog import (ACTIVATION_NAMES, DEFAULT_ACTIVATION, IMAGENET_WEIGHTS,
+from kernels.models.catalog import (ACTIVATION_NAMES, DEFAULT_ACTIVATION, IMAGENET_WEIGHTS, parameter_count,
                                     pretrained_weights_path)
 from kernels.models.recipe import train_recipe
 from kernels.params import Param
@@ -113,7 +113,7 @@ IG_RUN_COLUMNS = {
 VALIDATION_COLUMNS = {"validation_flagged": "bool", "validation_reasons": "string",
                       "validation_extra_parameters": "int64", "validation_dsnr": "float64"}
 
-# --- checks, defaults, fan-out, prerequisites ---------------------------------------------------------
+# --- checks, defaults, fan-out, prerequisites, descriptors ---------------------------------------------
 
 
 def data_resolve(p: dict) -> dict:
@@ -190,3 +190,9 @@ def trained_model_first(p: dict) -> list[tuple[str, dict]]:
     if p["model_state"] == "trained" and not DATASETS[p["dataset"]].pretrained:
         return [("train_model", train_recipe(p))]
     return []
+
+
+def target_model(p: dict) -> dict[str, int]:
+    """Descriptor of every kernel with a target model: its size, Table I's Network Architecture level."""
+    p = data_resolve(p)
+    return {"model_parameters": parameter_count(p["model"], DATASETS[p["dataset"]].num_classes, p["resolution"])}

@@ -8,7 +8,7 @@ from kernels.attacks.settings import DLG_OPTIMISATION
 from kernels.jobs.declarations import (ATTACK_SEED, BATCH_GROUP_VARYING, CHECKPOINTING, CLIENT_BATCH, MODEL_STATE,
                                        RUN_COLUMNS, SCORED_IMAGE_COLUMNS, SCORING, TRAIN_PARAMS, batch_check,
                                        batch_fan_out, data_params, data_resolve, label_restoration, preflight,
-                                       trained_model_first)
+                                       target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.models.catalog import DEFAULT_ACTIVATION
 from kernels.params import Param
@@ -63,5 +63,6 @@ KERNEL = Kernel(
     fan_out=batch_fan_out,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
     group_varying=BATCH_GROUP_VARYING,
 )

@@ -13,7 +13,7 @@ from kernels.attacks.settings import IG_OPTIMISATION
 from kernels.jobs.declarations import (ATTACK_SEED, BATCH_GROUP_VARYING, CHECKPOINTING, CLIENT_BATCH,
                                        CLIENT_VALIDATION, DATA_PARAMS, IG_RUN_COLUMNS, MODEL_STATE, RUN_COLUMNS,
                                        SCORED_IMAGE_COLUMNS, SCORING, TRAIN_PARAMS, VALIDATION_COLUMNS, batch_check,
-                                       batch_fan_out, ig_resolve, preflight, trained_model_first)
+                                       batch_fan_out, ig_resolve, preflight, target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.params import Param
 
@@ -84,6 +84,7 @@ KERNEL = Kernel(
     name="fishing",
     version="fishing-3",
     family="ANA",
+    mechanism="manipulated_parameters",  # the classifier's weights are rewritten, the layers kept
     doc="Fishing (Wen et al. 2022): the server rewrites the classifier so that only the target image's class "
         "contributes to the gradient, then inverts that isolated gradient with Inverting Gradients.",
     # One client batch; the server knows the target's label, so no label restoration.
@@ -99,5 +100,6 @@ KERNEL = Kernel(
     fan_out=batch_fan_out,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
     group_varying=BATCH_GROUP_VARYING,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from kernels.jobs.declarations import (DATA_PARAMS, MODEL_STATE, RUN_COLUMNS, TRAIN_PARAMS, data_resolve, preflight,
-                                       target_check, trained_model_first)
+                                       target_check, target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.params import Param
 
@@ -43,4 +43,5 @@ KERNEL = Kernel(
     resolve=data_resolve,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
 )

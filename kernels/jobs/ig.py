@@ -7,7 +7,7 @@ from kernels.attacks.settings import IG_OPTIMISATION
 from kernels.jobs.declarations import (ATTACK_SEED, BATCH_GROUP_VARYING, CHECKPOINTING, CLIENT_BATCH, DATA_PARAMS,
                                        IG_RUN_COLUMNS, MODEL_STATE, RUN_COLUMNS, SCORED_IMAGE_COLUMNS, SCORING,
                                        TRAIN_PARAMS, batch_check, batch_fan_out, ig_resolve, label_restoration,
-                                       preflight, trained_model_first)
+                                       preflight, target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 
 
@@ -55,5 +55,6 @@ KERNEL = Kernel(
     fan_out=batch_fan_out,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
     group_varying=BATCH_GROUP_VARYING,
 )

@@ -6,7 +6,7 @@ import time
 from kernels.attacks.settings import IG_OPTIMISATION, SIMULATIONS
 from kernels.jobs.declarations import (ATTACK_SEED, CHECKPOINTING, DATA_PARAMS, IG_RUN_COLUMNS, MODEL_STATE,
                                        RUN_COLUMNS, SCORED_IMAGE_COLUMNS, SCORING, TRAIN_PARAMS, ig_resolve,
-                                       preflight, target_check, trained_model_first)
+                                       preflight, target_check, target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.params import Param
 
@@ -80,5 +80,6 @@ KERNEL = Kernel(
     resolve=ig_resolve,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
     group_varying=("seed", "data_seed"),  # one client's whole data set per job: no batch_index
 )

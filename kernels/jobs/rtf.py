@@ -26,7 +26,7 @@ import time
 from kernels.jobs.declarations import (BATCH_GROUP_VARYING, CLIENT_BATCH, CLIENT_VALIDATION, DATA_PARAMS,
                                        MODEL_STATE, RUN_COLUMNS, SCORED_IMAGE_COLUMNS, SCORING, TRAIN_PARAMS,
                                        VALIDATION_COLUMNS, batch_check, batch_fan_out, data_resolve, preflight,
-                                       trained_model_first)
+                                       target_model, trained_model_first)
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.params import Param
 
@@ -105,6 +105,7 @@ KERNEL = Kernel(
     name="rtf",
     version="rtf-1",
     family="ANA",
+    mechanism="manipulated_architecture",  # the imprint block is a new layer in front of the model
     doc="Robbing the Fed: an imprint block (linear layer of `bins` brightness bins + ReLU) in front of the "
         "model; images recovered from differences of consecutive bins' gradients; exact recoveries counted.",
     # One client batch, as for the optimisation attacks; the server does not restore labels, and
@@ -125,5 +126,6 @@ KERNEL = Kernel(
     fan_out=batch_fan_out,
     prerequisites=trained_model_first,
     preflight=preflight,
+    descriptors=target_model,
     group_varying=tuple(n for n in BATCH_GROUP_VARYING if n != "seed"),  # nothing random to seed
 )

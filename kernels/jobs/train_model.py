@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kernels.data.catalog import DATASETS
-from kernels.jobs.declarations import DATA_PARAMS, TRAIN_PARAMS, data_check, data_resolve, preflight
+from kernels.jobs.declarations import DATA_PARAMS, TRAIN_PARAMS, data_check, data_resolve, preflight, target_model
 from kernels.kernel import Kernel, KernelResult, columns, parameters
 from kernels.models.recipe import TRAINING_VERSION
 
@@ -32,4 +32,5 @@ KERNEL = Kernel(
     check=check,
     resolve=data_resolve,
     preflight=preflight,
+    descriptors=target_model,
 )
