@@ -3,7 +3,8 @@
 The test, for one attack family, one factor and one metric:
   * each row (one attacked image of one job, so images x seeds) gets the factor's numeric level;
   * rows are split into strata, one per combination of the other factors' levels (and of `dataset`,
-    `simulation`, `bins` when present), so that only the tested factor varies within a stratum;
+    `simulation`, `bins` when present), so that only the tested factor varies within a stratum (the
+    architecture is held fixed by its `model` name: its parameter count moves with the data set too);
   * rho is Spearman's rank correlation between level and quality within each stratum that has at least
     two levels and three rows, averaged over strata weighted by their row counts;
   * a 95% percentile bootstrap interval resamples rows with replacement within each stratum
@@ -21,8 +22,13 @@ Factor levels, and the columns they come from:
   # Same Label          `same_label` (the kernels' parameter: 0 = all labels distinct) where set, else
                         the largest number of images sharing a `label` within the job's batch
   Model Training State  `model_state`: untrained 0, trained 1
-  Network Architecture  `model_params` (parameter count) if present, else from `model` (MODEL_SIZE below)
+  Network Architecture  `model_parameters`: the target model's exact parameter count, which the kernel
+                        declares (its describe(); analysis.shards joins it from the manifest), where the
+                        rows also name their `model`
   Practical FedAvg      `local_epochs`, null (FedSGD) counting as 0
+
+The family of a row is its kernel's declared `attack_family` and `attack_mechanism` (the same join),
+shown under the paper's names (analysis.paper_marks.family_label).
 """
 from __future__ import annotations
 
@@ -31,17 +37,17 @@ import polars as pl
 from scipy.stats import rankdata
 
 from analysis.levels import natural_key
-from analysis.paper_marks import FACTORS, KERNEL_FAMILY, PAPER_TABLE_I, paper_mark
+from analysis.paper_marks import FACTORS, PAPER_TABLE_I, family_label, paper_mark
+from analysis.tables import needs
 
 # Side of the images in pixels, per data set (the embedded set is 32x32 crops).
 RESOLUTION = {"embedded": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
-# Parameter counts in millions (torchvision / timm ImageNet models): only their order is used.
-MODEL_SIZE = {"lenet": 0.06, "convnet": 2.9, "resnet18": 11.7, "resnet34": 21.8, "resnet50": 25.6,
-              "resnet101": 44.5, "resnet152": 60.2, "vit_tiny": 5.7, "vit_small": 22.1, "vit_base": 86.6,
-              "vit_large": 304.3}
 ORIENTATION = {"psnr": 1.0, "ssim": 1.0, "exact": 1.0, "lpips": -1.0}
 PRIMARY = ("exact", "ssim", "psnr", "lpips")  # the metric a mark is decided on: the first with data
 EXTRA_STRATA = ("dataset", "simulation", "bins")
+# A factor held fixed through another column while a different factor is tested: a model's parameter count
+# also moves with the data set's classes and resolution, so the architecture is held fixed by its name.
+HELD_BY = {"Network Architecture": "model"}
 # The largest number of images sharing a label within each job's batch (1: all labels distinct).
 SAME_LABEL = pl.len().over("job_id", "label").max().over("job_id")
 
@@ -67,11 +73,8 @@ def _level_expressions(names: set[str]) -> dict[str, tuple[pl.Expr, set[str]]]:
         levels["Model Training State"] = (
             pl.col("model_state").replace_strict({"untrained": 0.0, "trained": 1.0}, default=None,
                                                  return_dtype=pl.Float64), {"model_state"})
-    if "model_params" in names:
-        levels["Network Architecture"] = (pl.col("model_params").cast(pl.Float64), {"model_params", "model"})
-    elif "model" in names:
-        levels["Network Architecture"] = (pl.col("model").replace_strict(MODEL_SIZE, default=None,
-                                                                         return_dtype=pl.Float64), {"model"})
+    if {"model_parameters", "model"} <= names:  # the count ranks architectures; the name holds one fixed
+        levels["Network Architecture"] = (pl.col("model_parameters").cast(pl.Float64), {"model_parameters", "model"})
     if "local_epochs" in names:
         levels["Practical FedAvg"] = (pl.col("local_epochs").cast(pl.Float64).fill_null(0.0), {"local_epochs"})
     return levels
@@ -129,22 +132,38 @@ def stratified_spearman(level: np.ndarray, quality: np.ndarray, stratum: np.ndar
     return rho, float(low), float(high), used
 
 
-def influence_evidence(rows: pl.LazyFrame, replicates: int = 1000, seed: int = 0, max_rows: int = 1000) -> pl.DataFrame:
-    """One row per (family, factor, metric) tested: rho, its interval, rows used, the mark."""
+EVIDENCE_SCHEMA = {"family": pl.String, "factor": pl.String, "metric": pl.String, "rho": pl.Float64,
+                   "ci_low": pl.Float64, "ci_high": pl.Float64, "rows": pl.Int64, "mark": pl.String}
+
+
+def _families(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows' family and mechanism codes replaced by one `family` column of the paper's labels."""
+    pairs = frame.select("attack_family", "attack_mechanism").unique()
+    pairs = pairs.with_columns(pl.Series("family", [family_label(f, m) for f, m in pairs.iter_rows()], pl.String))
+    return (frame.join(pairs, on=["attack_family", "attack_mechanism"], how="left", nulls_equal=True)
+            .drop("attack_family", "attack_mechanism"))
+
+
+@needs("attack_family")  # rows are grouped by the family their kernel declared
+def influence_evidence(rows: pl.LazyFrame, replicates: int = 1000, seed: int = 0,
+                       max_rows: int = 1000) -> pl.DataFrame | None:
+    """One row per (family, factor, metric) tested: rho, its interval, rows used, the mark; None for rows
+    without `attack_family` (a manifest older than the kernels' descriptors: analysis.shards)."""
     names = set(rows.collect_schema().names())
     levels = _level_expressions(names)
     metrics = [m for m in ORIENTATION if m in names]
-    family = (pl.col("attack_family") if "attack_family" in names
-              else pl.col("kernel").replace_strict(KERNEL_FAMILY, default=pl.col("kernel")))
-    frame = rows.select(family.alias("family"), *(e.alias(f) for f, (e, _) in levels.items()),
-                        *(pl.col(c) for c in EXTRA_STRATA if c in names),
-                        *(pl.col(m).cast(pl.Float64) for m in metrics)).collect()
+    mechanism = pl.col("attack_mechanism") if "attack_mechanism" in names else pl.lit(None, pl.String)
+    frame = _families(rows.select(pl.col("attack_family"), mechanism.alias("attack_mechanism"),
+                                  *(e.alias(f) for f, (e, _) in levels.items()),
+                                  *(pl.col(c) for c in dict.fromkeys([*EXTRA_STRATA, *HELD_BY.values()]) if c in names),
+                                  *(pl.col(m).cast(pl.Float64) for m in metrics)).collect())
     records = []
     for (family_name,), part in frame.group_by("family", maintain_order=True):
         for factor, (_, sources) in levels.items():
             if part[factor].drop_nulls().n_unique() < 2:
                 continue
-            strata = [f for f in levels if f != factor] + [c for c in EXTRA_STRATA if c in names and c not in sources]
+            strata = [HELD_BY.get(f, f) for f in levels if f != factor] + [c for c in EXTRA_STRATA
+                                                                           if c in names and c not in sources]
             for metric in metrics:
                 data = part.filter(pl.col(factor).is_not_null() & pl.col(metric).is_not_null())
                 if data.is_empty():
@@ -160,9 +179,7 @@ def influence_evidence(rows: pl.LazyFrame, replicates: int = 1000, seed: int = 0
                 mark = ("✓" + ("↑" if rho > 0 else "↓")) if matters else "✗"
                 records.append({"family": family_name, "factor": factor, "metric": metric, "rho": rho,
                                 "ci_low": low, "ci_high": high, "rows": used, "mark": mark})
-    schema = {"family": pl.String, "factor": pl.String, "metric": pl.String, "rho": pl.Float64,
-              "ci_low": pl.Float64, "ci_high": pl.Float64, "rows": pl.Int64, "mark": pl.String}
-    return pl.DataFrame(records, schema=schema)
+    return pl.DataFrame(records, schema=EVIDENCE_SCHEMA)
 
 
 def _primary(evidence: pl.DataFrame) -> pl.DataFrame:

@@ -22,11 +22,18 @@ PAPER_TABLE_I: dict[str, dict[str, tuple[bool, str | None]]] = {
                                     "Network Architecture": (True, "↓"), "Practical FedAvg": (False, None)},
 }
 
-# Kernel name -> family, for rows without an `attack_family` column. The attacks the paper runs:
-# IG (and IG under FedAvg), DLG, GGL, CI-Net, LTI, Robbing the Fed, Fishing.
-KERNEL_FAMILY = {"ig": "OP-GIA", "ig_fedavg": "OP-GIA", "dlg": "OP-GIA", "ggl": "GEN-GIA / Opti. Lat. Vec.", "cinet": "GEN-GIA / Opti. Gen. Para.",
-                 "lti": "GEN-GIA / Train. Inv. Mod.", "rtf": "ANA-GIA / Manip. Mod. Arch.",
-                 "robbing_the_fed": "ANA-GIA / Manip. Mod. Arch.", "fishing": "ANA-GIA / Manip. Mod. Para."}
+# The paper's names of the families and mechanisms the kernels declare (kernels/kernel.py FAMILIES and
+# MECHANISMS; every row carries them as `attack_family` and `attack_mechanism`): display labels only.
+FAMILY_LABELS = {"OP": "OP-GIA", "GEN": "GEN-GIA", "ANA": "ANA-GIA", "PEFT": "PEFT-GIA"}
+MECHANISM_LABELS = {"optimised_latent_vector": "Opti. Lat. Vec.", "optimised_generator": "Opti. Gen. Para.",
+                    "trained_inversion_model": "Train. Inv. Mod.", "manipulated_architecture": "Manip. Mod. Arch.",
+                    "manipulated_parameters": "Manip. Mod. Para."}
+
+
+def family_label(family: str | None, mechanism: str | None = None) -> str:
+    """Table I's row name: 'OP-GIA', 'ANA-GIA / Manip. Mod. Arch.'; a code without a label is shown as is."""
+    label = FAMILY_LABELS.get(family, family) if family is not None else "family unknown"
+    return f"{label} / {MECHANISM_LABELS.get(mechanism, mechanism)}" if mechanism else label
 
 
 def paper_mark(family: str, factor: str) -> str:

@@ -1,8 +1,8 @@
 """Tables II, III and IV of the paper, in the paper's shape, from whatever rows the sweep holds.
 
-Each function takes the lazy metrics rows and returns a `PaperTable`, or None when the columns it needs
-are absent (the kernel that writes them has not run in this sweep). Only metric columns are read:
-never the image files.
+Each function takes the lazy metrics rows and returns a `PaperTable`, or None when a column it `needs`
+(declared above it) is absent: the kernel that writes it has not run in this sweep. Only metric columns
+are read: never the image files.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from analysis.levels import natural_levels, sort_naturally
-from analysis.tables import METRICS
+from analysis.tables import METRICS, needs
 
 HEADERS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
-SIMULATIONS = ("strong", "weak", "none")  # Table III's column groups, in the paper's order
+# Table III's column groups; they follow the paper's order through analysis.levels.LEVEL_ORDER.
 SIMULATION_NAMES = {"strong": "Strong Simulation", "weak": "Weak Simulation", "none": "No Simulation"}
 
 
@@ -23,10 +23,6 @@ class PaperTable:
     name: str  # file stem: table2_similarity, ...
     caption: str
     table: pl.DataFrame
-
-
-def _has(rows: pl.LazyFrame, columns: tuple[str, ...]) -> bool:
-    return set(columns) <= set(rows.collect_schema().names())
 
 
 def _varying(frame: pl.DataFrame, candidates: tuple[str, ...]) -> list[str]:
@@ -39,6 +35,7 @@ def _single_values(frame: pl.DataFrame, candidates: tuple[str, ...]) -> str:
     return f" ({', '.join(fixed)})" if fixed else ""
 
 
+@needs("shared_labels", "position", "cosine")
 def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
     """Table II: cosine similarity between the gradient of one image of a batch and the batch's gradient.
 
@@ -48,8 +45,6 @@ def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
     the j-th image of each batch, so the paper's first row is `I^1` and its last column `I_B`; the paper
     prints only those cells, this table all of them. `model_state` (and `dataset`, `model`) become
     leading columns when they vary."""
-    if not _has(rows, ("shared_labels", "position", "cosine")):
-        return None
     extra = [c for c in ("dataset", "model", "model_state") if c in rows.collect_schema().names()]
     cells = (rows.filter(pl.col("cosine").is_not_null())
              .group_by(*extra, "shared_labels", "position")
@@ -70,26 +65,24 @@ def similarity_table(rows: pl.LazyFrame) -> PaperTable | None:
     return PaperTable("table2_similarity", caption, table)
 
 
+@needs("local_epochs", "local_batch_size", "simulation", "dataset")
 def fedavg_table(rows: pl.LazyFrame) -> PaperTable | None:
     """Table III: IG under practical FedAvg, one row per local epochs E and local batch size B,
     PSNR / SSIM / LPIPS means for strong, weak and no simulation.
 
-    Expects `local_epochs` (int), `local_batch_size` (int; the `ig_fedavg` kernel's B) or else
-    `batch_size`, `simulation` ('strong' | 'weak' | 'none') and the metric columns; `dataset` becomes a
-    leading column when the sweep holds more than one."""
+    Reads the `ig_fedavg` kernel's `local_epochs`, `local_batch_size` (B) and `simulation` ('strong' |
+    'weak' | 'none') and the metric columns; `dataset` becomes a leading column when the sweep holds more
+    than one."""
     names = rows.collect_schema().names()
-    batch = "local_batch_size" if "local_batch_size" in names else "batch_size"
-    if not _has(rows, ("local_epochs", batch, "simulation")):
-        return None
     metrics = [m for m in METRICS if m in names]
     means = (rows.filter(pl.col("simulation").is_not_null() & pl.col("local_epochs").is_not_null())
-             .rename({batch: "batch_size"}).group_by("dataset", "local_epochs", "batch_size", "simulation")
+             .rename({"local_batch_size": "batch_size"}).group_by("dataset", "local_epochs", "batch_size", "simulation")
              .agg(pl.col(m).mean() for m in metrics).collect())
     if means.is_empty():
         return None
     keys = [*_varying(means, ("dataset",)), "local_epochs", "batch_size"]
     table = means.select(keys).unique()
-    for simulation in [s for s in SIMULATIONS if s in set(means["simulation"])]:
+    for simulation in natural_levels(means["simulation"].to_list(), "simulation"):
         part = means.filter(pl.col("simulation") == simulation).select(
             *keys, *(pl.col(m).alias(f"{SIMULATION_NAMES[simulation]} {HEADERS[m]}") for m in metrics))
         table = table.join(part, on=keys, how="left")
@@ -98,14 +91,13 @@ def fedavg_table(rows: pl.LazyFrame) -> PaperTable | None:
     return PaperTable("table3_fedavg", caption, table.rename({"local_epochs": "E", "batch_size": "B"}))
 
 
+@needs("bins", "batch_size", "dataset", "exact")
 def robbing_table(rows: pl.LazyFrame) -> PaperTable | None:
     """Table IV: images exactly recovered by Robbing the Fed, "k/n" per batch size and data set.
 
     Expects `bins` (int), `batch_size` (int), `dataset` (str) and `exact` (bool, one row per attacked
     image). `n` counts the images attacked (64 per batch size in the paper; more with several seeds).
     `bins`, `model_state` and `model` become leading columns when they vary."""
-    if not _has(rows, ("bins", "batch_size", "dataset", "exact")):
-        return None
     extra = [c for c in ("model_state", "model") if c in rows.collect_schema().names()]
     counts = (rows.filter(pl.col("exact").is_not_null() & pl.col("bins").is_not_null())
               .group_by("bins", *extra, "batch_size", "dataset")
@@ -123,6 +115,9 @@ def robbing_table(rows: pl.LazyFrame) -> PaperTable | None:
     return PaperTable("table4_robbing", caption, table.rename({"batch_size": "Batch Size"}))
 
 
+PAPER_TABLES = (similarity_table, fedavg_table, robbing_table)
+
+
 def paper_tables(rows: pl.LazyFrame) -> list[PaperTable]:
-    """Every one of Tables II-IV that this sweep has the columns for."""
-    return [t for t in (similarity_table(rows), fedavg_table(rows), robbing_table(rows)) if t is not None]
+    """Every one of Tables II-IV whose `needs` this sweep's rows meet (and that has data)."""
+    return [t for t in (make(rows) for make in PAPER_TABLES) if t is not None]

@@ -16,10 +16,33 @@ from analysis.levels import level_key, sort_naturally
 from analysis.paper_figures import (activation_inputs_figure, exact_recovery_curve, gradient_embedding_scatter,
                                     label_repetition_row)
 from analysis.paper_tables import PaperTable, paper_tables
-from analysis.shards import factors, load_images, scan_shards
-from analysis.tables import METRICS, summarize, to_markdown
+from analysis.shards import descriptors_note, factors, load_images, scan_shards
+from analysis.tables import applies, summarize, to_markdown
 
 MAX_GRIDS = 200  # per-configuration grids in one page; beyond that the page is too heavy to open
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A figure of the report and the row columns it is drawn from: drawn where the rows hold them all."""
+    stem: str  # file name under report/
+    title: str
+    needs: tuple[str, ...]
+    draw: Callable[[pl.LazyFrame, Path], Path | None] | None = None  # (rows, png); None: drawn by report.py
+
+
+METRIC_CURVES = Drawing("metrics", "metrics against the grid's factors (mean ± std)", ("psnr",))
+RECONSTRUCTIONS = Drawing("reconstructions", "originals above reconstructions, first images of each setting",
+                          ("image_index", "psnr"))
+LABEL_REPETITION = Drawing("label_repetition", "label repetition, as in Figure 5", ("image_index", "psnr", "same_label"))
+PAPER_FIGURES = (
+    Drawing("exact_recovery", "share of exact recoveries against bins, as in Figure 10",
+            ("bins", "batch_size", "exact"), exact_recovery_curve),
+    Drawing("gradient_embedding", "t-SNE of per-image gradients, as in Figure 4",
+            ("embed_x", "embed_y", "label", "mean_cosine_to_others"), gradient_embedding_scatter),
+    Drawing("activation_inputs", "inputs to the activation functions and their shapes, as in Figure 8",
+            ("bin_low", "bin_high", "count", "activation"), activation_inputs_figure),
+)
 
 
 @dataclass
@@ -62,9 +85,11 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
     files += write_table(table, out / "tables" / "summary", "Metrics by factor (mean and std over images and seeds)")[2:]
     report = Report(table, files, [], [PaperTable("summary", "Metrics by factor (mean, std over images and seeds)",
                                                   table)])
+    if note := descriptors_note(sweep):
+        report.notes.append(note)
 
     evidence = influence_evidence(rows, replicates=replicates)
-    if not evidence.is_empty():
+    if evidence is not None and not evidence.is_empty():
         report.tables += [PaperTable("table1_influence", "Table I from data: does each factor change the attack's "
                                      f"quality? Each cell: the data's mark (rho, on the first of {', '.join(PRIMARY)} "
                                      "the family's rows have) | the paper's mark; ≠ where they disagree",
@@ -75,29 +100,24 @@ def write_report(sweep: str | Path, out: str | Path | None = None, pdf: bool = F
     for paper_table in report.tables[1:]:
         report.files += write_table(paper_table.table, out / "tables" / paper_table.name, paper_table.caption)
 
-    if any(f"{m}_mean" in table.columns for m in METRICS):  # the gradient analyses score no reconstruction
-        curves = _figure(lambda p: metric_curves(table, by, p), out / "metrics.png", pdf)
+    if applies(METRIC_CURVES, rows):  # the gradient analyses score no reconstruction
+        curves = _figure(lambda p: metric_curves(table, by, p), out / f"{METRIC_CURVES.stem}.png", pdf)
         report.files.append(curves)
-        report.figures.append(("metrics against the grid's factors (mean ± std)", curves))
+        report.figures.append((METRIC_CURVES.title, curves))
         if "dataset" in by and table["dataset"].n_unique() > 1 and len(by) > 1:
             panels = _figure(lambda p: metric_curves(table, by, p, panel="dataset"), out / "metrics_by_dataset.png",
                              pdf)
             report.figures.append(("metrics by data set, as in Figure 3(a)", panels))
-    for draw, stem, title in ((exact_recovery_curve, "exact_recovery", "share of exact recoveries against bins, as "
-                               "in Figure 10"),
-                              (gradient_embedding_scatter, "gradient_embedding", "t-SNE of per-image gradients, "
-                               "as in Figure 4"),
-                              (activation_inputs_figure, "activation_inputs", "inputs to the activation functions "
-                               "and their shapes, as in Figure 8")):
-        made = _figure(lambda p, draw=draw: draw(rows, p), out / f"{stem}.png", pdf)
-        if made is not None:
-            report.figures.append((title, made))
+    for drawing in PAPER_FIGURES:
+        if applies(drawing, rows) and (made := _figure(lambda p, d=drawing: d.draw(rows, p),
+                                                         out / f"{drawing.stem}.png", pdf)) is not None:
+            report.figures.append((drawing.title, made))
 
-    if {"image_index", "psnr"} <= set(names):  # a kernel that reconstructs images
+    if applies(RECONSTRUCTIONS, rows):  # a kernel that reconstructs images
         _reconstruction_figures(sweep, rows, by, out, pdf, grids, report)
     report.files += [path for _, path in report.figures if path not in report.files]
     if "lpips_note" in names:
-        report.notes = sorted(rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list())
+        report.notes += sorted(rows.select(pl.col("lpips_note").drop_nulls().unique()).collect()["lpips_note"].to_list())
     return report
 
 
@@ -115,17 +135,17 @@ def _reconstruction_figures(sweep: Path, rows: pl.LazyFrame, by: list[str], out:
     shown = _shown_rows(metric_rows, by)
     images = load_images(sweep, shown["job_id"].unique().to_list())
     if len(images):
-        grid = _figure(lambda p: reconstruction_grid(shown, images, by, p), out / "reconstructions.png", pdf)
+        grid = _figure(lambda p: reconstruction_grid(shown, images, by, p), out / f"{RECONSTRUCTIONS.stem}.png", pdf)
         report.files.append(grid)
-        report.figures.append(("originals above reconstructions, first images of each setting", grid))
-    if "same_label" in names and metric_rows["same_label"].n_unique() > 1:
+        report.figures.append((RECONSTRUCTIONS.title, grid))
+    if applies(LABEL_REPETITION, rows) and metric_rows["same_label"].n_unique() > 1:
         first_jobs = metric_rows.group_by("same_label").agg(pl.col("job_id").min())["job_id"].to_list()
         repeated = metric_rows.filter(pl.col("job_id").is_in(first_jobs))
         repetition_images = load_images(sweep, first_jobs)
         if len(repetition_images):
-            row = _figure(lambda p: label_repetition_row(repeated, repetition_images, p), out / "label_repetition.png",
-                          pdf)
-            report.figures.append(("label repetition, as in Figure 5", row))
+            row = _figure(lambda p: label_repetition_row(repeated, repetition_images, p),
+                          out / f"{LABEL_REPETITION.stem}.png", pdf)
+            report.figures.append((LABEL_REPETITION.title, row))
     if grids:
         report.grids = _configuration_grids(sweep, metric_rows, by, out / "grids")
 

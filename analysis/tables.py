@@ -1,11 +1,32 @@
-"""Mean and standard deviation of each metric by the grid's factors."""
+"""Mean and standard deviation of each metric by the grid's factors; and `needs`, how every table and
+figure of the report states the columns it is made from."""
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import polars as pl
 
 from analysis.levels import sort_naturally
 
 METRICS = ("psnr", "ssim", "lpips")
+
+
+def needs(*columns: str) -> Callable:
+    """Declares the row columns a table is made from (`table.needs`): it applies to a sweep whose rows hold
+    them all, and returns None for any other, so a sweep lacking one column skips exactly that table."""
+    def declare(make: Callable) -> Callable:
+        @functools.wraps(make)
+        def table(rows: pl.LazyFrame, *args, **kwargs):
+            return make(rows, *args, **kwargs) if applies(table, rows) else None
+        table.needs = columns
+        return table
+    return declare
+
+
+def applies(made_from, rows: pl.LazyFrame) -> bool:
+    """Whether the rows hold every column `made_from` (a table, or a figure of the report) needs."""
+    return set(made_from.needs) <= set(rows.collect_schema().names())
 
 
 def summarize(rows: pl.LazyFrame, by: list[str]) -> pl.DataFrame:

@@ -78,3 +78,31 @@ def test_same_label_parameter_and_fedavg_epochs_are_factors(tmp_path):
     assert marks["family"] == "OP-GIA"
     assert marks["# Same Label"].startswith("✓↓") and marks["Practical FedAvg"].startswith("✓↓")
     assert marks["Batch Size"].startswith("not varied")
+
+
+def test_mlp_rows_get_an_architecture_level_from_their_declared_size(tmp_path):
+    # The kernels declare model_parameters (their describe()), so any architecture they build is ranked,
+    # the MLP of the demo included: here the larger model attacks worse, as the paper finds.
+    sweep = write_sweep(tmp_path, {"batch_size": [1, 4], "model": ["mlp", "resnet18"]}, seeds=3, images_per_job=4,
+                        row_columns=lambda point, rng, n: {"psnr": 20.0 - 4.0 * (point["model"] == "resnet18")
+                                                           + rng.normal(0, 0.5, n)})
+    rows = scan_shards(sweep)
+    sizes = dict(rows.select("model", "model_parameters").unique().collect().iter_rows())
+    assert sizes == {"mlp": 1_840_136, "resnet18": 11_172_936}
+    evidence = influence_evidence(rows, replicates=200)
+    architecture = evidence.filter((pl.col("factor") == "Network Architecture") & (pl.col("metric") == "psnr"))
+    assert architecture.row(0, named=True)["mark"] == "✓↓"
+
+
+def test_the_family_comes_from_the_rows_not_from_a_list_of_kernel_names(tmp_path):
+    # A kernel this analysis has never heard of: its declared family and mechanism name its Table I row.
+    sweep = write_sweep(tmp_path, {"batch_size": [1, 4, 16]}, seeds=2, kernel="generator_attack",
+                        descriptors={"attack_family": "GEN", "attack_mechanism": "optimised_latent_vector",
+                                     "model_parameters": 11_172_936})
+    marks = influence_marks(influence_evidence(scan_shards(sweep), replicates=200))
+    assert marks["family"].to_list() == ["GEN-GIA / Opti. Lat. Vec."]
+    assert marks["Batch Size"][0].endswith("| paper ✗ ≠")  # the paper: this family is insensitive to B
+
+    # Rows of a sweep whose manifest predates the descriptors have no family: no Table I, not a guess.
+    old = write_sweep(tmp_path / "old", {"batch_size": [1, 4]}, descriptors={})
+    assert influence_evidence(scan_shards(old), replicates=50) is None

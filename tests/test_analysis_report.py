@@ -130,3 +130,19 @@ def test_a_report_of_a_path_that_is_no_sweep_folder_creates_nothing(tmp_path):
         with pytest.raises(FileNotFoundError, match=says):
             write_report(path, replicates=10)
         assert sorted(tmp_path.rglob("*")) == before, f"{path}: something was created"
+
+
+def test_a_sweep_whose_manifest_predates_the_descriptors_is_told_to_relaunch(tmp_path):
+    import pyarrow.parquet as pq
+
+    from analysis.report import write_report
+
+    sweep = write_sweep(tmp_path, {"batch_size": [1, 4]}, seeds=2)
+    manifest = pq.read_table(sweep / "manifest.parquet")
+    metadata = {k: v for k, v in manifest.schema.metadata.items() if k != b"orch.descriptors"}
+    old = manifest.drop_columns(["attack_family", "model_parameters"]).replace_schema_metadata(metadata)
+    pq.write_table(old, sweep / "manifest.parquet")  # as a launch before kernels described their jobs wrote it
+    report = write_report(sweep, replicates=20)
+    assert any("relaunch to refresh the manifest" in note and "--sweep-dir" in note for note in report.notes)
+    assert "table1_influence" not in [t.name for t in report.tables]  # no family: no Table I, not a guess
+    assert (sweep / "report" / "summary.csv").exists() and report.figures  # the rest of the report stands

@@ -99,3 +99,18 @@ def test_figure_four_and_eight_from_their_kernels_rows(tmp_path):
     for name, function in ACTIVATION_SHAPES.items():
         module = ACTIVATIONS[name]().eval()
         assert np.allclose(function(x.numpy()), module(x).numpy(), atol=1e-6), name
+
+
+def test_each_tables_declared_needs_decide_whether_it_applies(tmp_path):
+    from analysis.paper_tables import PAPER_TABLES
+    from analysis.tables import applies
+
+    assert robbing_table.needs == ("bins", "batch_size", "dataset", "exact")
+    sweep = write_sweep(tmp_path, {"dataset": ["cifar10"], "batch_size": [1, 8]}, seeds=1, kernel="rtf",
+                        extra={"bins": 1000}, row_columns=lambda point, rng, n: {"exact": rng.random(n) > 0.5})
+    rows = scan_shards(sweep)
+    assert [t.__name__ for t in PAPER_TABLES if applies(t, rows)] == ["robbing_table"]
+    assert [t.name for t in paper_tables(rows)] == ["table4_robbing"]
+    # Without one of its columns, exactly that table is skipped; the others do not depend on it.
+    assert paper_tables(rows.drop("bins")) == [] and robbing_table(rows.drop("exact")) is None
+    assert robbing_table(rows.drop("psnr")) is not None  # a column it does not need
