@@ -7,6 +7,11 @@
     api.status(result.sweep).counts                     # poll: jobs by state
     api.report(result.sweep).files                      # tables and figures (imports analysis then)
 
+The same functions take a study (orchestrator/study.py: a file listing grids, each at a scale) where they
+take a grid, and its study folder where they take a sweep folder: api.plan returns a Study, launch and
+resume a StudyResult, status a StudyStatus and report a StudyReport, which answer the same questions
+(exit_code, count, active, files) for all the grids together.
+
 Every function checks everything first and raises OrchError for bad input before anything is created or
 submitted. A launch stopped by Ctrl-C (or SIGTERM, where the caller turns it into KeyboardInterrupt as
 `orch` does) raises Interrupted, which is a KeyboardInterrupt that knows the sweep to resume.
@@ -20,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import Executor, Outcome
+from orchestrator.errors import OrchError
 from orchestrator.executors import make_executor
 from orchestrator.expand import JobSpec, Plan, expand
 from orchestrator.grid import load_grid
-from orchestrator.launch import check_ready, default_sweep_dir, job_states, pending_jobs, prepare
+from orchestrator.launch import check_ready, default_cache_dir, default_sweep_dir, job_states, pending_jobs, prepare
+from orchestrator.study import Study, StudyFolder, default_study_dir, is_study_folder, read_if_study, study_from
 from orchestrator.sweep import Sweep
 
 # The exit codes of `orch`, also LaunchResult.exit_code.
@@ -112,8 +119,12 @@ def job_count(jobs: list[JobSpec]) -> str:
     return text
 
 
-def plan(grid: str | Path, scale: str | None = None) -> Plan:
-    """Loads, validates and expands a grid file; creates nothing."""
+def plan(grid: str | Path, scale: str | None = None) -> Plan | Study:
+    """Loads, validates and expands a grid file (a Plan), or every grid of a study file (a Study, at the
+    study scale `scale`); creates nothing."""
+    study = read_if_study(grid)
+    if study is not None:
+        return study_from(study, scale)
     return expand(load_grid(grid, scale))
 
 
@@ -122,7 +133,12 @@ def launch(grid: str | Path, scale: str | None = None, sweep_dir: str | Path | N
            retry_failed: bool = False, cache_dir: str | Path | None = None, progress: bool = True) -> LaunchResult:
     """Runs a grid's jobs that have no shard in the sweep folder (default runs/<grid name>[-<scale>]),
     or with executor="slurm" submits them and returns. progress: a line of counts and the local
-    executor's live bar on stderr."""
+    executor's live bar on stderr. A study file runs (or submits) all its grids into one study folder
+    (default runs/<study>[-<scale>]) and returns a StudyResult."""
+    study = read_if_study(grid)
+    if study is not None:
+        return _launch_study(study_from(study, scale), sweep_dir, executor, profile, workers, dry_run, retry_failed,
+                             cache_dir, progress)
     # Every check first, in this order; only then does anything touch the disk or the scheduler.
     the_plan = plan(grid, scale)
     check_ready(the_plan.all_jobs, the_plan.grid.source, submits=executor == "slurm")
@@ -148,7 +164,9 @@ def resume(sweep_dir: str | Path, executor: str = "local", profile: str | None =
            workers: int | None = None, retry_failed: bool = False, progress: bool = True) -> LaunchResult:
     """Runs what a sweep folder still lacks, from the folder alone (its frozen grid and manifest). Jobs
     that SLURM still holds are never submitted again. bump (SLURM): e.g. "mem=2x,time=2x" raises the
-    resources of jobs killed for memory or time."""
+    resources of jobs killed for memory or time. A study folder resumes each of its grids in turn."""
+    if is_study_folder(sweep_dir):
+        return _resume_study(StudyFolder(sweep_dir), executor, profile, bump, workers, retry_failed, progress)
     sweep = Sweep(sweep_dir)
     meta = sweep.meta()
     jobs = sweep.jobs()
@@ -181,7 +199,12 @@ def _run(sweep: Sweep, jobs: list[JobSpec], max_attempts: int, retry_failed: boo
 
 def status(sweep_dir: str | Path) -> SweepStatus:
     """Jobs by state, merging the SLURM queue (if the sweep was submitted there) with the shards, and
-    the failure reasons grouped."""
+    the failure reasons grouped. A study folder: a StudyStatus, one SweepStatus per grid."""
+    if is_study_folder(sweep_dir):
+        folder = StudyFolder(sweep_dir)
+        meta = folder.meta()
+        name = meta["name"] if meta["scale"] is None else f"{meta['name']}-{meta['scale']}"
+        return StudyStatus(name, folder.root, {s.root.name: status(s.root) for s in folder.sweeps()})
     sweep = Sweep(sweep_dir)
     meta = sweep.meta()
     jobs = sweep.jobs()
@@ -204,18 +227,28 @@ def status(sweep_dir: str | Path) -> SweepStatus:
 
 
 def cancel(sweep_dir: str | Path) -> list[str]:
-    """Cancels the sweep's SLURM arrays that are still queued or running; returns their ids."""
+    """Cancels the sweep's SLURM arrays that are still queued or running (of every grid, for a study
+    folder); returns their ids."""
     from orchestrator.executors.slurm import cancel as cancel_arrays
 
+    if is_study_folder(sweep_dir):
+        return [array for sweep in StudyFolder(sweep_dir).sweeps() for array in cancel(sweep.root)]
     sweep = Sweep(sweep_dir)
     sweep.check()
     return cancel_arrays(sweep)
 
 
 def logs(sweep_dir: str | Path, job_id: str) -> list[Path]:
-    """The stdout and stderr files of the SLURM array task that ran a job (they may not exist yet)."""
+    """The stdout and stderr files of the SLURM array task that ran a job (they may not exist yet); in a
+    study folder, of the grid that holds the job."""
     from orchestrator.executors.slurm import log_paths
 
+    if is_study_folder(sweep_dir):
+        folder = StudyFolder(sweep_dir)
+        for sweep in folder.sweeps():
+            if any(job.job_id == job_id for job in sweep.jobs()):
+                return logs(sweep.root, job_id)
+        raise OrchError(f"{folder.root}: no grid of this study has a job {job_id!r}")
     sweep = Sweep(sweep_dir)
     sweep.check()
     return log_paths(sweep, job_id)
@@ -225,7 +258,10 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, html: bool 
            pdf: bool = False) -> Report:
     """Every table and figure the sweep has data for, in out_dir (default <sweep>/report); html: also
     report.html, one self-contained page; pdf: every figure as PDF too. The analysis layer is imported
-    here, not with the orchestrator. Raises NothingToReport when the sweep has no results yet."""
+    here, not with the orchestrator. Raises NothingToReport when the sweep has no results yet. A study
+    folder: one report of every grid with results (a StudyReport)."""
+    if is_study_folder(sweep_dir):
+        return _report_study(StudyFolder(sweep_dir), out_dir, html, pdf)
     sweep = Sweep(sweep_dir)
     sweep.check()  # a wrong path is refused before a report folder is made there
     from analysis.report import write_report
@@ -243,3 +279,144 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, html: bool 
         files.append(write_html(sweep.root, written, states,
                                 (Path(out_dir) if out_dir else sweep.root / "report") / "report.html"))
     return Report(compact(written.table), list(written.notes), files)
+
+
+# --- studies: the grids of a study file as one unit ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """A study's launch or resume: one LaunchResult per grid it got to, in the study's order."""
+    sweep: Path  # the study folder: what status, resume and report take
+    grids: list[LaunchResult]
+    study: Study | None = None  # launch only
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """As a grid's: 130 interrupted, 1 some job of some grid failed for good or was blocked, else 0."""
+        codes = {result.exit_code for result in self.grids}
+        return next((code for code in (EXIT_INTERRUPTED, EXIT_FAILED) if code in codes), EXIT_DONE)
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    name: str
+    root: Path
+    grids: dict[str, SweepStatus]  # sweep folder name -> its status, in the study's order
+
+    def count(self, state: str) -> int:
+        return sum(found.count(state) for found in self.grids.values())
+
+    @property
+    def active(self) -> int:
+        """Jobs queued or running in any grid: poll until this is 0."""
+        return sum(found.active for found in self.grids.values())
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    grids: dict[str, Any]  # sweep folder name -> its analysis.report.Report, None while it has no results
+    files: list[Path]  # every file written: index.md (and report.html) first, then each grid's
+
+
+def _launch_study(study: Study, study_dir: str | Path | None, executor: str, profile: str | None,
+                  workers: int | None, dry_run: bool, retry_failed: bool, cache_dir: str | Path | None,
+                  progress: bool) -> StudyResult:
+    """Every check of every grid first; then the study folder and all its sweep folders; then the grids
+    one after another (on SLURM: each submitted in turn)."""
+    for grid in study.grids:
+        check_ready(grid.plan.all_jobs, grid.plan.grid.source, submits=executor == "slurm")
+    runner = make_executor(executor, workers=workers, profile=profile, progress=progress)
+    runner.check()
+    folder = StudyFolder(study_dir or default_study_dir(study))
+    folder.check_target(study)
+    sweeps = [Sweep(folder.root / grid.folder) for grid in study.grids]
+    for sweep, grid in zip(sweeps, study.grids):
+        sweep.check_target()
+        sweep.check_compatible(grid.plan)
+    if dry_run:
+        return StudyResult(folder.root, [LaunchResult(sweep.root, grid.plan.all_jobs, 0, [], 0, plan=grid.plan,
+                                                      dry_run=True) for sweep, grid in zip(sweeps, study.grids)],
+                           study, dry_run=True)
+    # One cache for every grid, beside the study folder as beside a sweep: a model is trained once.
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(folder.root)
+    results: list[LaunchResult] = []
+    try:
+        with folder.lock():
+            first = not folder.exists()
+            if first:
+                folder.freeze(study)
+            for sweep, grid in zip(sweeps, study.grids):
+                with sweep.lock():
+                    prepare(grid.plan, sweep, cache)
+            if first:
+                folder.commit(study)  # from here on the folder alone resumes the study
+            for n, (sweep, grid) in enumerate(zip(sweeps, study.grids), 1):
+                _announce(folder, n, len(sweeps), sweep, progress)
+                with sweep.lock():
+                    result = _run(sweep, grid.plan.all_jobs, grid.plan.grid.max_attempts, retry_failed, runner,
+                                  progress)
+                results.append(replace(result, plan=grid.plan))
+    except Interrupted as stop:
+        raise Interrupted(folder.root, stop.result) from None
+    except KeyboardInterrupt:
+        raise Interrupted(folder.root if folder.exists() else None) from None
+    return StudyResult(folder.root, results, study)
+
+
+def _resume_study(folder: StudyFolder, executor: str, profile: str | None, bump: str | None, workers: int | None,
+                  retry_failed: bool, progress: bool) -> StudyResult:
+    loaded = [(sweep, sweep.meta(), sweep.jobs()) for sweep in folder.sweeps()]
+    for sweep, _, jobs in loaded:
+        check_ready(jobs, str(sweep.root / "grid.yaml"), submits=executor == "slurm")
+    runner = make_executor(executor, workers=workers, profile=profile, bump=bump, progress=progress)
+    runner.check()
+    results: list[LaunchResult] = []
+    try:
+        with folder.lock():
+            for n, (sweep, meta, jobs) in enumerate(loaded, 1):
+                _announce(folder, n, len(loaded), sweep, progress)
+                with sweep.lock():
+                    sweep.clean_stale_running()
+                    results.append(_run(sweep, jobs, meta["max_attempts"], retry_failed, runner, progress))
+    except Interrupted as stop:
+        raise Interrupted(folder.root, stop.result) from None
+    except KeyboardInterrupt:
+        raise Interrupted(folder.root) from None
+    return StudyResult(folder.root, results)
+
+
+def _announce(folder: StudyFolder, n: int, total: int, sweep: Sweep, progress: bool) -> None:
+    if progress:
+        print(f"{folder.root.name}: grid {n} of {total}, {sweep.root.name}", file=sys.stderr, flush=True)
+
+
+def _report_study(folder: StudyFolder, out_dir: str | Path | None, html: bool, pdf: bool) -> StudyReport:
+    """Each grid's report in <out>/<sweep folder>/ (out: default <study>/report), composed into
+    <out>/index.md and, with html, <out>/report.html. Grids without results keep their heading."""
+    from analysis.report import write_report
+    from analysis.study_report import GridSection, write_index, write_study_html
+
+    meta = folder.meta()
+    out = Path(out_dir) if out_dir else folder.root / "report"
+    sections, reports, grid_files = [], {}, []
+    for entry, sweep in zip(meta["grids"], folder.sweeps()):
+        sweep_meta = sweep.check()
+        try:
+            written = write_report(sweep.root, out / sweep.root.name, pdf=pdf, grids=html)
+            grid_files += written.files
+        except FileNotFoundError:  # no results yet
+            written = None
+        reports[sweep.root.name] = written
+        states = job_states(sweep, sweep.jobs(), sweep_meta["max_attempts"])
+        heading = f"{sweep.root.name}: {entry['grid']}, kernel {sweep_meta['kernel']}" + \
+            (f", scale {entry['scale']}" if entry.get("scale") else "")
+        sections.append(GridSection(heading, sweep.root, written, states))
+    if not any(reports.values()):
+        raise NothingToReport(f"{folder.root}: no grid of the study has results yet")
+    title = f"Study {meta['name']}" + (f", scale {meta['scale']}" if meta["scale"] else "")
+    files = [write_index(title, sections, out)]
+    if html:
+        files.append(write_study_html(title, sections, out / "report.html"))
+    return StudyReport(reports, files + grid_files)

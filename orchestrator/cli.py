@@ -1,4 +1,5 @@
-"""`orch`: plan, launch, resume, status and report sweeps of grid files. A thin layer over
+"""`orch`: plan, launch, resume, status and report sweeps of grid files, and studies (several grids as
+one unit: a study file where a grid is taken, its study folder where a sweep is). A thin layer over
 orchestrator.api: parse the arguments, call the API, print what it returns.
 
 Exit codes: 0 all jobs done (SLURM: submitted), 1 some jobs failed for good or were blocked by a failed
@@ -21,6 +22,7 @@ from orchestrator.api import EXIT_DONE, EXIT_INTERRUPTED, EXIT_REFUSED, STATES, 
 from orchestrator.errors import OrchError
 from orchestrator.expand import Plan
 from orchestrator.groups import group_jobs, group_size
+from orchestrator.study import Study
 # click's base of usage errors; recent typer vendors its own copy of click, so it is found from typer.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -133,13 +135,35 @@ def _print_outcome(result: api.LaunchResult) -> None:
         err.print(f"see `orch status {result.sweep}` for the failures", highlight=False)
 
 
+def _print_study(study: Study) -> None:
+    """One row per grid: its file, scale, kernel and job counts; then the total."""
+    title = f"{study.name} ({study.source}{', scale ' + study.scale if study.scale else ''})"
+    table = Table("grid", "file", "scale", "kernel", "jobs", "prerequisites", title=title, title_justify="left")
+    for grid in study.grids:
+        planned = grid.plan
+        table.add_row(grid.folder, planned.grid.source, planned.grid.scale or "", planned.grid.kernel.name,
+                      str(len(planned.jobs)), str(len(planned.prerequisites)))
+    table.add_row("total", "", "", "", str(sum(len(g.plan.jobs) for g in study.grids)),
+                  str(sum(len(g.plan.prerequisites) for g in study.grids)), style="bold")
+    out.print(table)
+    distinct = {job.job_id for grid in study.grids for job in grid.plan.prerequisites}
+    if distinct:
+        out.print(f"{len(distinct)} distinct prerequisite(s): a model trained for one grid is reused by the others "
+                  "from the shared cache", style="dim", highlight=False)
+
+
 @app.command()
 def plan(grid: Path, scale: Scale = None, first: int = 10) -> None:
-    """Expand and validate a grid; print the job count, per-axis counts and the first jobs. Creates nothing."""
+    """Expand and validate a grid (print the job count, per-axis counts and the first jobs) or a study (the
+    job counts per grid and in total). Creates nothing."""
     try:
-        _print_plan(api.plan(grid, scale), first)
+        planned = api.plan(grid, scale)
     except OrchError as e:
         _fail(e)
+    if isinstance(planned, Study):
+        _print_study(planned)
+    else:
+        _print_plan(planned, first)
 
 
 @app.command()
@@ -155,7 +179,8 @@ def launch(
     cache_dir: Annotated[Optional[Path], typer.Option(help="shared cache (default $ORCH_CACHE_DIR or <sweeps>/.cache)")] = None,
     report: Annotated[bool, typer.Option(help="write the report when a local sweep ends")] = True,
 ) -> None:
-    """Run a grid. Jobs that already have a shard in the sweep directory are skipped."""
+    """Run a grid, or every grid of a study into one study folder. Jobs that already have a shard in the
+    sweep directory are skipped."""
     _stop_on_sigterm()
     try:
         result = api.launch(grid, scale, sweep_dir, executor=executor, profile=profile, workers=workers,
@@ -165,7 +190,10 @@ def launch(
     except KeyboardInterrupt as stop:
         _interrupted(stop)
     if result.dry_run:
-        _print_plan(result.plan)
+        if isinstance(result, api.StudyResult):
+            _print_study(result.study)
+        else:
+            _print_plan(result.plan)
         err.print(f"dry run: every check passed; would launch into {result.sweep}; nothing was created",
                   highlight=False)
         return
@@ -182,8 +210,8 @@ def resume(
     retry_failed: RetryFailed = False,
     report: Annotated[bool, typer.Option(help="write the report when a local sweep ends")] = True,
 ) -> None:
-    """Run what a sweep directory still lacks, from the directory alone. Jobs that SLURM still holds
-    (queued or running) are never submitted again."""
+    """Run what a sweep directory (or each sweep of a study folder) still lacks, from the directory alone.
+    Jobs that SLURM still holds (queued or running) are never submitted again."""
     _stop_on_sigterm()
     try:
         result = api.resume(sweep_dir, executor=executor, profile=profile, bump=bump, workers=workers,
@@ -195,9 +223,11 @@ def resume(
     _finish(result, report)
 
 
-def _finish(result: api.LaunchResult, report: bool) -> None:
-    _print_outcome(result)
-    if report and not result.outcome.running_elsewhere:  # a sweep SLURM still runs is reported later
+def _finish(result: api.LaunchResult | api.StudyResult, report: bool) -> None:
+    grids = result.grids if isinstance(result, api.StudyResult) else [result]
+    for each in grids:
+        _print_outcome(each)
+    if report and not any(each.outcome.running_elsewhere for each in grids):  # what SLURM still runs: later
         _report(result.sweep)
     raise typer.Exit(result.exit_code)
 
@@ -205,11 +235,14 @@ def _finish(result: api.LaunchResult, report: bool) -> None:
 @app.command()
 def status(sweep_dir: Path) -> None:
     """Jobs by state, merging the SLURM queue (if the sweep was submitted there) with the shards, which
-    are the only proof that a job is done; failure reasons grouped."""
+    are the only proof that a job is done; failure reasons grouped. A study folder: one row per grid."""
     try:
         found = api.status(sweep_dir)
     except OrchError as e:
         _fail(e)
+    if isinstance(found, api.StudyStatus):
+        _print_study_status(found)
+        return
     table = Table("jobs", *STATES, title=f"{found.name} ({found.root})", title_justify="left")
     for kind, counter in found.counts.items():
         if sum(counter.values()):
@@ -232,9 +265,22 @@ def status(sweep_dir: Path) -> None:
         out.print(why)
 
 
+def _print_study_status(found: api.StudyStatus) -> None:
+    table = Table("grid", *STATES, title=f"{found.name} ({found.root})", title_justify="left")
+    for name, grid in found.grids.items():
+        table.add_row(name, *(str(grid.count(state)) for state in STATES))
+    table.add_row("total", *(str(found.count(state)) for state in STATES), style="bold")
+    out.print(table)
+    out.print("jobs of each grid, training prerequisites included", style="dim", highlight=False)
+    for name, grid in found.grids.items():
+        if grid.failures:
+            out.print(f"{name}: {grid.failures[0].reason} ({grid.failures[0].jobs} job(s)); "
+                      f"see `orch status {grid.root}`", highlight=False)
+
+
 @app.command()
 def cancel(sweep_dir: Path) -> None:
-    """Cancel the sweep's SLURM arrays that are still queued or running."""
+    """Cancel the sweep's (or every grid of a study's) SLURM arrays that are still queued or running."""
     try:
         arrays = api.cancel(sweep_dir)
     except OrchError as e:
@@ -260,7 +306,8 @@ def report(sweep_dir: Path, out_dir: Annotated[Optional[Path], typer.Option(help
            html: Annotated[bool, typer.Option("--html", help="also write report.html: one self-contained page")] = False,
            pdf: Annotated[bool, typer.Option("--pdf", help="write every figure as PDF too (PNG always)")] = False) -> None:
     """PSNR / SSIM / LPIPS by the grid's factors and the paper's tables the sweep has data for (CSV, Markdown,
-    LaTeX), the figures, and with --html one page holding all of it."""
+    LaTeX), the figures, and with --html one page holding all of it. A study folder: every grid's report
+    under <study>/report/<grid>/, and one index.md (and report.html) with a heading per grid."""
     _report(sweep_dir, out_dir, html=html, pdf=pdf)
 
 
@@ -271,6 +318,14 @@ def _report(sweep_dir: Path, out_dir: Path | None = None, html: bool = False, pd
         _fail(e)
     except api.NothingToReport as e:
         err.print(f"no report: {e}", highlight=False)
+        return
+    if isinstance(written, api.StudyReport):
+        for name, grid in written.grids.items():
+            out.print(f"{name}: " + (f"{len(grid.tables)} table(s), {len(grid.figures)} figure(s)" if grid
+                                     else "no results yet"), highlight=False)
+        for path in written.files[:2 if html else 1]:
+            out.print(f"wrote {path}", highlight=False)
+        out.print(f"and {len(written.files) - (2 if html else 1)} files of the grids beside it", highlight=False)
         return
     table = Table(*written.summary.columns, title="metrics by factor (mean ± std over images and seeds)",
                   title_justify="left")
