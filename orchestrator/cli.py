@@ -146,10 +146,10 @@ def _print_study(study: Study) -> None:
     table.add_row("total", "", "", "", str(sum(len(g.plan.jobs) for g in study.grids)),
                   str(sum(len(g.plan.prerequisites) for g in study.grids)), style="bold")
     out.print(table)
-    distinct = {job.job_id for grid in study.grids for job in grid.plan.prerequisites}
-    if distinct:
-        out.print(f"{len(distinct)} distinct prerequisite(s): a model trained for one grid is reused by the others "
-                  "from the shared cache", style="dim", highlight=False)
+    prerequisites = [job.job_id for grid in study.grids for job in grid.plan.prerequisites]
+    if len(set(prerequisites)) < len(prerequisites):  # the same training run needed by several grids
+        out.print(f"{len(set(prerequisites))} distinct prerequisites: a model trained for one grid is reused by "
+                  "the others from the shared cache", style="dim", highlight=False)
 
 
 @app.command()
