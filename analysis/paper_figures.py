@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from analysis.figures import draw_pair, reconstruction_grid, save_pairs  # noqa: E402
+from analysis.figures import draw_pair, label, reconstruction_grid, save_pairs  # noqa: E402
 from analysis.influence import SAME_LABEL  # noqa: E402
 from analysis.levels import level_key, sort_naturally  # noqa: E402
 from analysis.shards import load_images, scan_shards  # noqa: E402
@@ -41,10 +41,11 @@ def label_repetition_row(rows: pl.DataFrame, images: pl.DataFrame, path: Path) -
     for batch in batches:
         for i, row in enumerate(batch.iter_rows(named=True)):
             draw_pair(axes[0][c + i], axes[1][c + i], row)
-        axes[0][c].set_title(f"{batch['same_label'][0]} same label", fontsize=8, loc="left")
+        axes[0][c].set_title(f"{batch['same_label'][0]} share a label", fontsize=8, loc="left")
         axes[1][c].set_xlabel(_metrics_line(batch), fontsize=7, loc="left")
         c += len(batch)
-    return save_pairs(fig, axes, path, fontsize=8)
+    return save_pairs(fig, axes, path, fontsize=8, title="One batch per number of images sharing a label: originals "
+                      "(top) and reconstructions (bottom), as in Figure 5")
 
 
 def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
@@ -65,15 +66,16 @@ def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for (batch_size,), line in share.group_by("batch_size", maintain_order=True):
-        drawn = ax.plot(line["bins"], line["share"], marker="o", label=f"B={batch_size}")
+        drawn = ax.plot(line["bins"], line["share"], marker="o", label=f"{label('batch_size')} {batch_size}")
         if expected:
             ax.plot(line["bins"], line["expected"], linestyle="--", color=drawn[0].get_color(),
-                    label=f"B={batch_size}, expected B(1-1/k)^(B-1)/B")
+                    label=f"{label('batch_size')} {batch_size}, expected (1-1/k)^(B-1)")
     bins = sorted(share["bins"].unique().to_list())
     if bins[0] > 0 and bins[-1] / bins[0] >= 8:
         ax.set_xscale("log")
-    ax.set_xlabel("bins")
+    ax.set_xlabel(f"{label('bins')} k")
     ax.set_ylabel("share of images recovered exactly")
+    ax.set_title("Robbing the Fed: exact recoveries against the number of bins (Figure 10)", fontsize=9)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -84,7 +86,7 @@ def exact_recovery_curve(rows: pl.LazyFrame, path: Path) -> Path | None:
         top.set_xlim(ax.get_xlim())
         top.set_xticks(params["bins"].to_list(), [f"{p:.2g}" for p in params["added_parameters"]], fontsize=7)
         top.minorticks_off()
-        top.set_xlabel("added parameters")
+        top.set_xlabel(label("added_parameters"))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -132,11 +134,13 @@ def gradient_embedding_scatter(rows: pl.LazyFrame, path: Path) -> Path | None:
     for ax, panel in zip(axes[0], panels):
         ax.scatter(panel["embed_x"], panel["embed_y"], c=panel["label"], cmap="tab20", s=12)
         varying = [k for k in keys if points[k].n_unique() > 1] or keys[-1:]
-        title = ", ".join(str(panel[k][0]) for k in varying)
+        title = ", ".join(f"{label(k)} {panel[k][0]}" for k in varying)
         ax.set_title(f"{title}\nmean gradient cosine {panel['mean_cosine_to_others'].mean():.3f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("t-SNE of per-image gradients (colour: label)", fontsize=9)
+        ax.set_xlabel("t-SNE dimension 1", fontsize=8)
+        ax.set_ylabel("t-SNE dimension 2", fontsize=8)
+    fig.suptitle("t-SNE of per-image gradients (colour: the image's class)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -178,8 +182,8 @@ def activation_inputs_figure(rows: pl.LazyFrame, path: Path, window: float = 2.0
         centres = ((finite["bin_low"] + finite["bin_high"]) / 2).to_numpy()
         left.plot(centres, density, label=f"{activation} ({inside / max(total, 1):.0%} in ±{window:g})")
     left.axvspan(-window, window, color="grey", alpha=0.1)
-    left.set_xlabel("input to the activation")
-    left.set_ylabel("density")
+    left.set_xlabel("input to the activation function")
+    left.set_ylabel("density (share of inputs per unit)")
     left.set_title("(a) inputs to the activation functions", fontsize=9)
     left.legend(fontsize=7)
     x = np.linspace(-window, window, 201)
@@ -189,7 +193,7 @@ def activation_inputs_figure(rows: pl.LazyFrame, path: Path, window: float = 2.0
         deviation = np.abs(y - chord).max() / max(np.ptp(y), 1e-12)
         right.plot(x, y, label=f"{activation} (max deviation from chord {deviation:.0%} of range)")
     right.set_xlabel("input")
-    right.set_ylabel("output")
+    right.set_ylabel("output of the activation function")
     right.set_title(f"(b) the functions over [-{window:g}, {window:g}]", fontsize=9)
     right.legend(fontsize=7)
     for ax in (left, right):
