@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv if needed, installs the project, runs the smoke sweep and its report
+#   make demo   creates .venv if needed, installs the project, runs the demo study (studies/demo.yaml:
+#               IG's batch-size trend and Robbing the Fed's exact recoveries) and its one report
 #   make test   the same set-up, then the test suite (this is what .ci/run calls)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/orch launch grids/smoke.yaml
+	$(BIN)/orch launch studies/demo.yaml
 
 # Debian's chromium renders the HTML report in a test and pdflatex (texlive, about 150 MB) compiles
 # the exported LaTeX tables in another; the SLURM tests install slurm-wlm and munge themselves through
