@@ -43,10 +43,10 @@ def test_legend_entries_and_text_ticks_follow_the_levels(tmp_path):
 
     fig = metric_curves_figure(table, ["model", "batch_size"])  # x: batch_size (numeric); lines: model
     _, labels = fig.axes[0].get_legend_handles_labels()
-    assert labels == [f"model={m}" for m in MODELS]
+    assert labels == [f"architecture {m}" for m in MODELS]  # legend in words (analysis.figures.LABELS), in level order
     plt.close(fig)
 
-    # Text on the x axis, and one line (batch_size=4) without resnet34: its points must sit above the
+    # Text on the x axis, and one line (client batch size 4) without resnet34: its points must sit above the
     # ticks of their own levels, not slide left onto resnet34's.
     table = table.filter(~((pl.col("model") == "resnet34") & (pl.col("batch_size") == 4)))
     fig = metric_curves_figure(table, ["model", "batch_size"], x="model")
@@ -54,8 +54,8 @@ def test_legend_entries_and_text_ticks_follow_the_levels(tmp_path):
     ticks = {round(t): label.get_text() for t, label in zip(ax.get_xticks(), ax.get_xticklabels())}
     assert [ticks[i] for i in sorted(ticks)] == MODELS
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert [ticks[round(x)] for x in lines["batch_size=4"].get_xdata()] == ["resnet18", "resnet50", "resnet101"]
-    assert [ticks[round(x)] for x in lines["batch_size=1"].get_xdata()] == MODELS
+    assert [ticks[round(x)] for x in lines["client batch size 4"].get_xdata()] == ["resnet18", "resnet50", "resnet101"]
+    assert [ticks[round(x)] for x in lines["client batch size 1"].get_xdata()] == MODELS
     plt.close(fig)
 
 
