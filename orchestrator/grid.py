@@ -71,8 +71,8 @@ def parse_grid(text: str, source: str, scale: str | None = None) -> Grid:
     return _grid(parse_yaml(text, source), scale)
 
 
-class _Problems:
-    """Problems of one file, each placed at the line and column its key path was written at."""
+class Problems:
+    """Problems of one grid, study or profile file, each placed at the line and column its key path was written at."""
 
     def __init__(self, doc: Document):
         self.doc = doc
@@ -89,7 +89,7 @@ class _Problems:
 
 def _grid(doc: Document, scale: str | None) -> Grid:
     raw = doc.data
-    problems = _Problems(doc)
+    problems = Problems(doc)
     if not isinstance(raw, dict):
         problems.add((), "expected a mapping at the top level (name:, kernel:, axes:, ...)", where="")
         problems.raise_if_any()
@@ -99,7 +99,7 @@ def _grid(doc: Document, scale: str | None) -> Grid:
     for key in ("name", "kernel"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
             problems.add((key,), f"required, expected a non-empty string, got {short(raw.get(key))}")
-    if isinstance(raw.get("name"), str) and raw["name"] and not _is_name(raw["name"]):
+    if isinstance(raw.get("name"), str) and raw["name"] and not is_folder_name(raw["name"]):
         problems.add(("name",), f"{short(raw['name'])} is not a folder name: use letters, digits, '.', '_' and "
                                 "'-' (it names runs/<name>; --sweep-dir chooses another place)")
     if not isinstance(raw.get("description"), (str, type(None))):
@@ -133,11 +133,12 @@ def _grid(doc: Document, scale: str | None) -> Grid:
                 resources={**RESOURCES, **view.resources}, max_attempts=view.max_attempts, scales=list(scales))
 
 
-def _is_name(text: str) -> bool:
-    return bool(NAME.fullmatch(text)) and text not in (".", "..")
+def is_folder_name(value) -> bool:
+    """A grid's, scale's or study's name: one folder under runs/, never a path."""
+    return isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..")
 
 
-def _scales(raw: dict, problems: _Problems) -> dict:
+def _scales(raw: dict, problems: Problems) -> dict:
     scales = raw.get("scales")
     if scales is None:
         return {}
@@ -146,7 +147,7 @@ def _scales(raw: dict, problems: _Problems) -> dict:
         return {}
     found = {}
     for name, overlay in scales.items():
-        if not _is_name(name):
+        if not is_folder_name(name):
             problems.add(("scales", name), f"scale name {short(name)} is not a folder name: use letters, digits, "
                                            "'.', '_' and '-' (it names runs/<grid>-<scale>)")
         if overlay is not None and not isinstance(overlay, dict):
@@ -156,7 +157,7 @@ def _scales(raw: dict, problems: _Problems) -> dict:
     return found
 
 
-def _chosen_scale(raw: dict, scales: dict, scale: str | None, problems: _Problems) -> str | None:
+def _chosen_scale(raw: dict, scales: dict, scale: str | None, problems: Problems) -> str | None:
     default = raw.get("default_scale")
     if default is not None and not isinstance(default, str):
         problems.add(("default_scale",), f"expected the name of a scale, got {got(default)}")
@@ -181,7 +182,7 @@ def _chosen_scale(raw: dict, scales: dict, scale: str | None, problems: _Problem
 
 # --- round 2: each section where it is written -------------------------------------------------------
 
-def _check_section(kernel, section: dict, prefix: tuple, problems: _Problems) -> None:
+def _check_section(kernel, section: dict, prefix: tuple, problems: Problems) -> None:
     """The grid's overlay keys at the top level (prefix ()) or in one scale (("scales", name))."""
     params = kernel.params
     if prefix:
@@ -237,7 +238,7 @@ def _check_section(kernel, section: dict, prefix: tuple, problems: _Problems) ->
         problems.add(prefix + ("max_attempts",), f"expected an integer >= 1, got {short(section['max_attempts'])}")
 
 
-def _shaped(section: dict, key: str, kind: type, prefix: tuple, expected: str, problems: _Problems):
+def _shaped(section: dict, key: str, kind: type, prefix: tuple, expected: str, problems: Problems):
     """section[key] when it has the expected shape; absent or null reads as empty."""
     value = section.get(key)
     if value is None:
@@ -252,13 +253,13 @@ def _is_int(value, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _check_value(param, value, path: tuple, problems: _Problems) -> None:
+def _check_value(param, value, path: tuple, problems: Problems) -> None:
     problem = param.check(value)
     if problem:
         problems.add(path, problem)
 
 
-def _check_values(param, values, path: tuple, problems: _Problems) -> None:
+def _check_values(param, values, path: tuple, problems: Problems) -> None:
     if not isinstance(values, list) or not values:
         problems.add(path, f"expected a non-empty list of values, got {short(values)}")
         return
@@ -273,7 +274,7 @@ def _check_values(param, values, path: tuple, problems: _Problems) -> None:
         seen.add(canonical)
 
 
-def _check_seeds(params, section: dict, prefix: tuple, problems: _Problems) -> None:
+def _check_seeds(params, section: dict, prefix: tuple, problems: Problems) -> None:
     if "seeds" in section and "replicates" in section:
         problems.add(prefix + ("seeds",), "give seeds or replicates, not both", where=key_path(prefix + ("seeds",))
                      + ", replicates")
@@ -365,7 +366,7 @@ class _View:
         return f" (scale '{self.prefix[1]}')" if self.prefix and path[:2] != self.prefix else ""
 
 
-def _check_views(kernel, views: dict[str | None, _View], problems: _Problems) -> None:
+def _check_views(kernel, views: dict[str | None, _View], problems: Problems) -> None:
     params = kernel.params
     missing: dict[str, list[_View]] = {}
     for view in views.values():

@@ -39,9 +39,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import GridError, OrchError, Problem, got, key_path, short, unknown_name
+from orchestrator.errors import GridError, OrchError, got, short, unknown_name
 from orchestrator.expand import Plan, expand
-from orchestrator.grid import NAME, load_grid
+from orchestrator.grid import Problems, is_folder_name, load_grid
 from orchestrator.launch import default_sweep_dir
 from orchestrator.sweep import Sweep, now
 from orchestrator.yaml_source import Document, read_yaml
@@ -96,32 +96,13 @@ def default_study_dir(study: Study) -> Path:
     return Path("runs") / (study.name if study.scale is None else f"{study.name}-{study.scale}")
 
 
-class _Problems:
-    """Problems of the study file, each at the line and column of its key path."""
-
-    def __init__(self, doc: Document):
-        self.doc = doc
-        self.items: list[Problem] = []
-
-    def add(self, path: tuple, message: str, where: str | None = None) -> None:
-        self.items.append(Problem(key_path(path) if where is None else where, message, self.doc.position(path)))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise GridError(self.doc.source, self.items)
-
-
-def _is_name(value) -> bool:
-    return isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..")
-
-
 def study_from(doc: Document, scale: str | None) -> Study:
-    raw, problems = doc.data, _Problems(doc)
+    raw, problems = doc.data, Problems(doc)
     # Round 1: the study file alone.
     for key in raw:
         if key not in TOP_LEVEL:
             problems.add((key,), unknown_name("key", key, TOP_LEVEL))
-    if not _is_name(raw.get("name")):
+    if not is_folder_name(raw.get("name")):
         problems.add(("name",), f"required, a folder name (letters, digits, '.', '_', '-'; it names runs/<name>), "
                                 f"got {short(raw.get('name'))}")
     if not isinstance(raw.get("description"), (str, type(None))):
@@ -139,14 +120,14 @@ def study_from(doc: Document, scale: str | None) -> Study:
                 problems.add(("grids", i, key), unknown_name("key", key, ENTRY))
         if not isinstance(entry.get("grid"), str) or not entry.get("grid"):
             problems.add(("grids", i, "grid"), f"required, the path of a grid file, got {short(entry.get('grid'))}")
-        if "scale" in entry and not _is_name(entry["scale"]):
+        if "scale" in entry and not is_folder_name(entry["scale"]):
             problems.add(("grids", i, "scale"), f"expected the name of a scale of the grid, got {short(entry['scale'])}")
     scales = raw.get("scales") or {}
     if not isinstance(scales, dict):
         problems.add(("scales",), f"expected a mapping of study scale -> {{}} or {{grid name: scale}}, got {got(scales)}")
         scales = {}
     for name, overrides in scales.items():
-        if not _is_name(name):
+        if not is_folder_name(name):
             problems.add(("scales", name), f"scale name {short(name)} is not a folder name (it names runs/<study>-<scale>)")
         if overrides is not None and (not isinstance(overrides, dict)
                                       or not all(isinstance(v, str) for v in overrides.values())):
