@@ -94,8 +94,13 @@ def write_html(sweep: str | Path, report: Report, states: dict[str, str], path: 
                   "</pre></details>"]
     else:
         parts.append("<p>provenance.jsonl is missing.</p>")
+    return write_page(path, f"gia-orch report: {sweep.name}", parts)
+
+
+def write_page(path: Path, title: str, parts: list[str]) -> Path:
+    """One self-contained page: the shared style, the parts, the image counter."""
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>gia-orch report: {html.escape(sweep.name)}</title><style>{STYLE}</style></head><body>"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + f"<script>{COUNTER}</script></body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

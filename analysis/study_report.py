@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.html_report import COUNTER, STYLE, _image, html_table
+from analysis.html_report import _image, html_table, write_page
 from analysis.report import Report
 from analysis.status import failure_groups, job_status, status_counts
 from analysis.tables import to_markdown
@@ -71,9 +71,4 @@ def write_study_html(title: str, sections: list[GridSection], path: Path) -> Pat
         if section.report.grids:
             parts += ["<details><summary>reconstructions per configuration</summary>", '<div class="grids">',
                       *(_image(grid, caption) for caption, grid in section.report.grids), "</div></details>"]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>gia-orch study: {html.escape(title)}</title><style>{STYLE}</style></head><body>"
-            + "\n".join(parts) + f"<script>{COUNTER}</script></body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, f"gia-orch study: {title}", parts)
